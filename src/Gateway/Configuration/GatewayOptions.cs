@@ -1,0 +1,140 @@
+namespace Gateway.Configuration;
+
+/// <summary>The <c>Gateway</c> configuration section. Bound on every reload of the configuration file.</summary>
+internal sealed class GatewayOptions
+{
+    public const string SectionName = "Gateway";
+
+    public UpstreamOptions Upstream { get; init; } = new();
+
+    public RequestLimitsOptions Limits { get; init; } = new();
+
+    /// <summary>Tenants by id. The id appears in logs and metrics; keep it short and stable.</summary>
+    public Dictionary<string, TenantOptions> Tenants { get; init; } = new(StringComparer.Ordinal);
+
+    public QuotaOptions Quotas { get; init; } = new();
+
+    public IsolationOptions Isolation { get; init; } = new();
+
+    public ShutdownOptions Shutdown { get; init; } = new();
+}
+
+internal sealed class UpstreamOptions
+{
+    public const string DefaultBaseUrl = "https://api.openai.com/v1";
+
+    /// <summary>The upstream's <c>/v1</c> equivalent; the client's path after <c>/v1</c> is appended to it.</summary>
+    public string BaseUrl { get; init; } = DefaultBaseUrl;
+
+    /// <summary>The real upstream key. Falls back to the <c>OPENAI_API_KEY</c> environment variable.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>A file holding the upstream key (a mounted secret); read at start and re-read when it changes.</summary>
+    public string? ApiKeyFile { get; init; }
+
+    /// <summary><c>Authorization</c> (Bearer, OpenAI) or <c>api-key</c> (Azure OpenAI key auth).</summary>
+    public string AuthHeader { get; init; } = "Authorization";
+
+    public string? Organization { get; init; }
+
+    public string? Project { get; init; }
+
+    /// <summary>Longest silence allowed from the upstream (before headers or between body chunks). Reasoning models think for minutes.</summary>
+    public TimeSpan ActivityTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Send upstream requests through the proxy named by HTTPS_PROXY/HTTP_PROXY.</summary>
+    public bool UseSystemProxy { get; init; }
+}
+
+internal sealed class RequestLimitsOptions
+{
+    /// <summary>32 MiB: room for a few inline base64 images while still refusing absurd bodies early.</summary>
+    public const long DefaultMaxRequestBodyBytes = 32L * 1024 * 1024;
+
+    public long MaxRequestBodyBytes { get; init; } = DefaultMaxRequestBodyBytes;
+}
+
+internal sealed class TenantOptions
+{
+    /// <summary>Lowercase hex SHA-256 digests of the tenant's gateway keys. Several allow rotation without downtime.</summary>
+    public List<string> KeyHashes { get; init; } = [];
+
+    public TenantLimitsOptions Limits { get; init; } = new();
+
+    /// <summary>Models the tenant may use; empty means all.</summary>
+    public List<string> Models { get; init; } = [];
+
+    /// <summary>Cap on output tokens per request; requests without a limit get this one.</summary>
+    public int? MaxOutputTokens { get; init; }
+}
+
+/// <summary>Per-tenant limits; absent or 0 means unlimited.</summary>
+internal sealed class TenantLimitsOptions
+{
+    public long RequestsPerMinute { get; init; }
+
+    public long TokensPerMinute { get; init; }
+
+    public long TokensPerDay { get; init; }
+
+    public long TokensPerMonth { get; init; }
+
+    public long MaxConcurrentRequests { get; init; }
+}
+
+internal enum StoreFailureMode
+{
+    /// <summary>Keep serving and enforce limits per replica in memory until the shared store is back.</summary>
+    Allow,
+
+    /// <summary>Answer 503 while the shared store is unreachable.</summary>
+    Deny,
+}
+
+internal sealed class QuotaOptions
+{
+    public StoreFailureMode OnStoreFailure { get; init; } = StoreFailureMode.Allow;
+
+    /// <summary>Output tokens reserved for a request that sets no output limit.</summary>
+    public int DefaultOutputTokenReservation { get; init; } = 4096;
+
+    /// <summary>Request bodies larger than this are estimated at bytes/4 instead of being tokenized.</summary>
+    public int TokenizeBodyBytesThreshold { get; init; } = 64 * 1024;
+
+    /// <summary>How long a background response keeps its reservation before the estimate is simply kept as the charge.</summary>
+    public TimeSpan BackgroundReservationTimeout { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>Longest a concurrency slot is held if a replica dies without releasing it.</summary>
+    public TimeSpan ConcurrencyLeaseTimeout { get; init; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Per-command timeout against Redis; past it the store counts as failed.</summary>
+    public TimeSpan RedisTimeout { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>After a Redis failure, how long to stay on the fallback before trying Redis again.</summary>
+    public TimeSpan RedisRetryInterval { get; init; } = TimeSpan.FromSeconds(2);
+}
+
+internal enum UnknownIdMode
+{
+    Deny,
+    Allow,
+}
+
+internal sealed class IsolationOptions
+{
+    public UnknownIdMode UnknownIds { get; init; } = UnknownIdMode.Deny;
+
+    /// <summary>How long ownership of an object id is remembered. OpenAI keeps responses 30 days; outlive it.</summary>
+    public TimeSpan Retention { get; init; } = TimeSpan.FromDays(45);
+}
+
+internal sealed class ShutdownOptions
+{
+    /// <summary>After SIGTERM, keep accepting requests this long while load balancers notice /readyz failing.</summary>
+    public TimeSpan DrainDelay { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long in-flight requests and streams may take to finish after the delay.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(60);
+}

@@ -1,0 +1,129 @@
+using System.Text.RegularExpressions;
+using Gateway.Forwarding;
+using Microsoft.Extensions.Options;
+
+namespace Gateway.Configuration;
+
+/// <summary>
+/// Checks the whole <c>Gateway</c> section at start and on every reload. Each failure names the
+/// configuration key at fault and how to fix it, because the reader is an operator at 3 a.m.
+/// </summary>
+internal sealed partial class GatewayOptionsValidator(IConfiguration configuration) : IValidateOptions<GatewayOptions>
+{
+    public ValidateOptionsResult Validate(string? name, GatewayOptions options)
+    {
+        var failures = new List<string>();
+        ValidateUpstream(options.Upstream, failures);
+
+        if (options.Limits.MaxRequestBodyBytes <= 0)
+        {
+            failures.Add("Gateway:Limits:MaxRequestBodyBytes must be a positive number of bytes.");
+        }
+
+        var seenHashes = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (tenantId, tenant) in options.Tenants)
+        {
+            ValidateTenant(tenantId, tenant, seenHashes, failures);
+        }
+
+        if (options.Quotas.DefaultOutputTokenReservation < 0)
+        {
+            failures.Add("Gateway:Quotas:DefaultOutputTokenReservation must be 0 or more.");
+        }
+
+        if (options.Isolation.Retention <= TimeSpan.Zero)
+        {
+            failures.Add("Gateway:Isolation:Retention must be a positive duration such as \"45.00:00:00\".");
+        }
+
+        if (options.Shutdown.DrainDelay < TimeSpan.Zero || options.Shutdown.DrainTimeout < TimeSpan.Zero)
+        {
+            failures.Add("Gateway:Shutdown:DrainDelay and DrainTimeout must not be negative.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private void ValidateUpstream(UpstreamOptions upstream, List<string> failures)
+    {
+        if (!Uri.TryCreate(upstream.BaseUrl, UriKind.Absolute, out var baseUri) || (baseUri.Scheme != Uri.UriSchemeHttps && baseUri.Scheme != Uri.UriSchemeHttp))
+        {
+            failures.Add($"Gateway:Upstream:BaseUrl '{upstream.BaseUrl}' is not an absolute http(s) URL; use e.g. \"{UpstreamOptions.DefaultBaseUrl}\".");
+        }
+        else if (!string.IsNullOrEmpty(baseUri.Query) || !string.IsNullOrEmpty(baseUri.Fragment))
+        {
+            failures.Add("Gateway:Upstream:BaseUrl must not carry a query string or fragment.");
+        }
+
+        var hasKey = !string.IsNullOrWhiteSpace(upstream.ApiKey)
+            || !string.IsNullOrWhiteSpace(configuration[UpstreamCredentials.EnvironmentVariable])
+            || !string.IsNullOrWhiteSpace(upstream.ApiKeyFile);
+        if (!hasKey)
+        {
+            failures.Add(
+                "No upstream API key: set Gateway:Upstream:ApiKey (environment variable Gateway__Upstream__ApiKey), " +
+                $"or the {UpstreamCredentials.EnvironmentVariable} environment variable, or Gateway:Upstream:ApiKeyFile (a mounted secret file).");
+        }
+        else if (!string.IsNullOrWhiteSpace(upstream.ApiKeyFile) && string.IsNullOrWhiteSpace(upstream.ApiKey)
+            && string.IsNullOrWhiteSpace(configuration[UpstreamCredentials.EnvironmentVariable]) && !File.Exists(upstream.ApiKeyFile))
+        {
+            failures.Add($"Gateway:Upstream:ApiKeyFile '{upstream.ApiKeyFile}' does not exist; mount the secret there or fix the path.");
+        }
+
+        if (!string.Equals(upstream.AuthHeader, "Authorization", StringComparison.OrdinalIgnoreCase)
+            && !string.Equals(upstream.AuthHeader, "api-key", StringComparison.OrdinalIgnoreCase))
+        {
+            failures.Add($"Gateway:Upstream:AuthHeader '{upstream.AuthHeader}' must be \"Authorization\" (OpenAI) or \"api-key\" (Azure OpenAI).");
+        }
+
+        if (upstream.ActivityTimeout <= TimeSpan.Zero)
+        {
+            failures.Add("Gateway:Upstream:ActivityTimeout must be a positive duration such as \"00:10:00\".");
+        }
+
+        if (upstream.ConnectTimeout <= TimeSpan.Zero)
+        {
+            failures.Add("Gateway:Upstream:ConnectTimeout must be a positive duration such as \"00:00:10\".");
+        }
+    }
+
+    private static void ValidateTenant(string tenantId, TenantOptions tenant, Dictionary<string, string> seenHashes, List<string> failures)
+    {
+        if (!TenantIdPattern().IsMatch(tenantId))
+        {
+            failures.Add($"Gateway:Tenants:{tenantId}: tenant ids may use letters, digits, '-', '_' and '.', up to 64 characters.");
+        }
+
+        for (var i = 0; i < tenant.KeyHashes.Count; i++)
+        {
+            var hash = tenant.KeyHashes[i];
+            if (!KeyHashPattern().IsMatch(hash))
+            {
+                failures.Add(
+                    $"Gateway:Tenants:{tenantId}:KeyHashes:{i} is not a lowercase hex SHA-256 digest (64 characters 0-9a-f). " +
+                    "Mint a key and its hash with: dotnet run --project src/Gateway -- new-key");
+            }
+            else if (!seenHashes.TryAdd(hash, tenantId))
+            {
+                failures.Add($"Gateway:Tenants:{tenantId}:KeyHashes:{i} is also a key of tenant '{seenHashes[hash]}'; a key belongs to one tenant.");
+            }
+        }
+
+        var limits = tenant.Limits;
+        if (limits.RequestsPerMinute < 0 || limits.TokensPerMinute < 0 || limits.TokensPerDay < 0 || limits.TokensPerMonth < 0 || limits.MaxConcurrentRequests < 0)
+        {
+            failures.Add($"Gateway:Tenants:{tenantId}:Limits: limits must be 0 (unlimited) or positive.");
+        }
+
+        if (tenant.MaxOutputTokens is < 1)
+        {
+            failures.Add($"Gateway:Tenants:{tenantId}:MaxOutputTokens must be positive, or absent for no cap.");
+        }
+    }
+
+    [GeneratedRegex("^[a-f0-9]{64}$")]
+    private static partial Regex KeyHashPattern();
+
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
+    private static partial Regex TenantIdPattern();
+}

@@ -1,0 +1,222 @@
+using System.Buffers;
+using System.Text.Json;
+using Gateway.Usage;
+
+namespace Gateway.Forwarding;
+
+/// <summary>
+/// For a streamed chat completion whose usage the gateway requested on the client's behalf: forwards the
+/// stream event by event, minus what the client did not ask for: the final <c>choices: []</c> usage chunk and
+/// the <c>"usage": null</c> member OpenAI adds to every chunk once <c>include_usage</c> is on. Complete events go
+/// out as soon as they are complete; only a partial event waits for its end.
+/// </summary>
+internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
+{
+    private byte[]? _carry;
+    private int _carryLength;
+
+    public async ValueTask<int> ReadAsync(Stream inner, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (_carryLength > buffer.Length / 2)
+            {
+                // One event larger than half a read buffer: stop filtering it and pass it through.
+                var n = Math.Min(_carryLength, buffer.Length);
+                _carry.AsSpan(0, n).CopyTo(buffer.Span);
+                observer.Observe(buffer.Span[..n]);
+                _carry.AsSpan(n, _carryLength - n).CopyTo(_carry);
+                _carryLength -= n;
+                return n;
+            }
+
+            _carry.AsSpan(0, _carryLength).CopyTo(buffer.Span);
+            var read = await inner.ReadAsync(buffer[_carryLength..], cancellationToken);
+            var total = _carryLength + read;
+            _carryLength = 0;
+            if (read == 0)
+            {
+                // Upstream ended: whatever partial event is left goes out as it is.
+                if (total > 0)
+                {
+                    observer.Observe(buffer.Span[..total]);
+                }
+
+                return total;
+            }
+
+            var written = Process(buffer.Span[..total]);
+            if (written > 0)
+            {
+                return written;
+            }
+        }
+    }
+
+    private int Process(Span<byte> data)
+    {
+        var write = 0;
+        var start = 0;
+        while (true)
+        {
+            var end = FindEventEnd(data, start);
+            if (end < 0)
+            {
+                break;
+            }
+
+            var length = end - start;
+            observer.Observe(data.Slice(start, length));
+            if (observer.LastEventWasChatUsageChunk)
+            {
+                // dropped
+            }
+            else if (observer.LastEventHadNullUsage)
+            {
+                write += RemoveNullUsage(data, start, length, write);
+            }
+            else
+            {
+                data.Slice(start, length).CopyTo(data[write..]);
+                write += length;
+            }
+
+            start = end;
+        }
+
+        var rest = data[start..];
+        if (rest.Length > 0)
+        {
+            if (_carry is null || _carry.Length < rest.Length)
+            {
+                var next = ArrayPool<byte>.Shared.Rent(Math.Max(rest.Length, 4096));
+                if (_carry is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(_carry);
+                }
+
+                _carry = next;
+            }
+
+            rest.CopyTo(_carry);
+            _carryLength = rest.Length;
+        }
+
+        return write;
+    }
+
+    /// <summary>Index just past the blank line ending the event that starts at <paramref name="start"/>, or -1.</summary>
+    private static int FindEventEnd(ReadOnlySpan<byte> data, int start)
+    {
+        var position = start;
+        while (true)
+        {
+            var newline = data[position..].IndexOf((byte)'\n');
+            if (newline < 0)
+            {
+                return -1;
+            }
+
+            var next = position + newline + 1;
+            if (next < data.Length && data[next] == (byte)'\n')
+            {
+                return next + 1;
+            }
+
+            if (next + 1 < data.Length && data[next] == (byte)'\r' && data[next + 1] == (byte)'\n')
+            {
+                return next + 2;
+            }
+
+            position = next;
+        }
+    }
+
+    /// <summary>Copies the event at [start, start+length) to <paramref name="write"/> without its top-level <c>"usage":null</c>.</summary>
+    private static int RemoveNullUsage(Span<byte> data, int start, int length, int write)
+    {
+        var evt = data.Slice(start, length);
+        var dataField = evt.IndexOf("data:"u8);
+        var lineEnd = dataField < 0 ? -1 : evt[dataField..].IndexOf((byte)'\n');
+        if (lineEnd < 0)
+        {
+            evt.CopyTo(data[write..]);
+            return length;
+        }
+
+        var jsonStart = dataField + 5;
+        var json = evt.Slice(jsonStart, lineEnd);
+        var (cutStart, cutEnd) = FindNullUsage(json);
+        if (cutStart < 0)
+        {
+            evt.CopyTo(data[write..]);
+            return length;
+        }
+
+        // Destination never overtakes the source (write <= start), so left-to-right copies are safe.
+        var before = evt[..(jsonStart + cutStart)];
+        before.CopyTo(data[write..]);
+        var after = evt[(jsonStart + cutEnd)..];
+        after.CopyTo(data[(write + before.Length)..]);
+        return before.Length + after.Length;
+    }
+
+    private static (int Start, int End) FindNullUsage(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && reader.ValueTextEquals("usage"u8))
+                {
+                    var nameStart = (int)reader.TokenStartIndex;
+                    reader.Read();
+                    if (reader.TokenType != JsonTokenType.Null)
+                    {
+                        return (-1, -1);
+                    }
+
+                    var valueEnd = (int)reader.TokenStartIndex + 4;
+                    var back = nameStart - 1;
+                    while (back >= 0 && json[back] is (byte)' ' or (byte)'\t')
+                    {
+                        back--;
+                    }
+
+                    if (back >= 0 && json[back] == (byte)',')
+                    {
+                        return (back, valueEnd);
+                    }
+
+                    var forward = valueEnd;
+                    while (forward < json.Length && json[forward] is (byte)' ' or (byte)'\t')
+                    {
+                        forward++;
+                    }
+
+                    return forward < json.Length && json[forward] == (byte)',' ? (nameStart, forward + 1) : (nameStart, valueEnd);
+                }
+
+                if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray && reader.CurrentDepth >= 1)
+                {
+                    reader.Skip();
+                }
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        return (-1, -1);
+    }
+
+    public void Dispose()
+    {
+        if (_carry is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_carry);
+            _carry = null;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+using Gateway.Pipeline;
+using Gateway.Usage;
+
+namespace Gateway.Forwarding;
+
+/// <summary>
+/// The upstream body as YARP reads it. Bytes are handed on as soon as they arrive (nothing is buffered but a
+/// partial chat event in filtering mode); the observer sees each chunk first. If a newly created object's id
+/// is in the chunk, ownership is recorded before the chunk is released, so a client that reads the id and
+/// calls back at once is never refused. If the upstream connection breaks mid-stream, the client gets a
+/// proper SSE <c>error</c> event and a clean end instead of a torn connection.
+/// </summary>
+internal sealed class ObservedUpstreamStream : Stream
+{
+    private readonly Stream _inner;
+    private readonly GatewayExchange _exchange;
+    private readonly UsageObserver? _observer;
+    private readonly ChatUsageChunkFilter? _filter;
+    private byte[]? _tail;
+    private int _tailOffset;
+    private bool _ended;
+
+    public ObservedUpstreamStream(Stream inner, GatewayExchange exchange, UsageObserver? observer)
+    {
+        _inner = inner;
+        _exchange = exchange;
+        _observer = observer;
+        if (observer is { Format: BodyFormat.Sse } && exchange.HideChatUsageChunk)
+        {
+            _filter = new ChatUsageChunkFilter(observer);
+        }
+    }
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => false;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position
+    {
+        get => throw new NotSupportedException();
+        set => throw new NotSupportedException();
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (_tail is not null)
+        {
+            return DrainTail(buffer.Span);
+        }
+
+        if (_ended)
+        {
+            return 0;
+        }
+
+        if (buffer.IsEmpty)
+        {
+            // YARP's zero-byte read: wait for data without holding a buffer.
+            return await _inner.ReadAsync(buffer, cancellationToken);
+        }
+
+        int read;
+        try
+        {
+            read = _filter is null
+                ? await _inner.ReadAsync(buffer, cancellationToken)
+                : await _filter.ReadAsync(_inner, buffer, cancellationToken);
+        }
+        catch (Exception ex) when (IsUpstreamBreak(ex, cancellationToken))
+        {
+            _exchange.UpstreamBroke = true;
+            if (_observer is not { Format: BodyFormat.Sse })
+            {
+                throw;
+            }
+
+            _tail = StreamErrorEvents.UpstreamDisconnected(_exchange.Route!.Usage, _observer.Usage.LastSequenceNumber, _observer.AtEventBoundary);
+            _observer.Observe(_tail);
+            return DrainTail(buffer.Span);
+        }
+
+        if (read == 0)
+        {
+            _ended = true;
+            _observer?.Complete();
+            return 0;
+        }
+
+        if (_exchange.FirstByteTimestamp == 0)
+        {
+            _exchange.FirstByteTimestamp = _exchange.Clock.GetTimestamp();
+        }
+
+        if (_filter is null)
+        {
+            _observer?.Observe(buffer.Span[..read]);
+        }
+
+        if (_observer is { ObjectIdJustSeen: true } && _exchange.ObjectIdentified is { } onIdentified)
+        {
+            _observer.ObjectIdJustSeen = false;
+            await onIdentified(_exchange);
+        }
+
+        return read;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count, CancellationToken.None).GetAwaiter().GetResult();
+
+    private int DrainTail(Span<byte> destination)
+    {
+        var tail = _tail!;
+        var count = Math.Min(destination.Length, tail.Length - _tailOffset);
+        tail.AsSpan(_tailOffset, count).CopyTo(destination);
+        _tailOffset += count;
+        if (_tailOffset == tail.Length)
+        {
+            _tail = null;
+            _ended = true;
+        }
+
+        return count;
+    }
+
+    private static bool IsUpstreamBreak(Exception ex, CancellationToken cancellationToken) =>
+        !cancellationToken.IsCancellationRequested && ex is IOException or HttpRequestException or InvalidDataException;
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _inner.Dispose();
+            _filter?.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}

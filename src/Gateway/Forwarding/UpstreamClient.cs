@@ -1,0 +1,78 @@
+using System.Net;
+using Gateway.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Gateway.Forwarding;
+
+/// <summary>
+/// The one connection pool to the upstream: HTTP/2 where the upstream offers it, no cookies, no redirects,
+/// no automatic decompression (see <see cref="UpstreamTransformer"/>), and a long activity timeout because
+/// reasoning models can think for minutes before the first byte.
+/// </summary>
+internal sealed class UpstreamClient : IDisposable
+{
+    private readonly GatewaySettings _settings;
+    private volatile State _state;
+
+    public UpstreamClient(GatewaySettings settings)
+    {
+        _settings = settings;
+        _state = Build(settings.Current.Upstream);
+        settings.Changed += OnChanged;
+    }
+
+    public HttpMessageInvoker Invoker => _state.Invoker;
+
+    public ForwarderRequestConfig RequestConfig => _state.RequestConfig;
+
+    /// <summary>The upstream base without a trailing slash, e.g. <c>https://api.openai.com/v1</c>.</summary>
+    public string BaseUrl => _state.BaseUrl;
+
+    private void OnChanged(GatewayOptions options)
+    {
+        var current = _state;
+        var upstream = options.Upstream;
+        if (current.Source.BaseUrl == upstream.BaseUrl && current.Source.ActivityTimeout == upstream.ActivityTimeout
+            && current.Source.ConnectTimeout == upstream.ConnectTimeout && current.Source.UseSystemProxy == upstream.UseSystemProxy)
+        {
+            return;
+        }
+
+        _state = Build(upstream);
+        // In-flight requests hold their own reference; let them finish on the old pool.
+        _ = Task.Delay(upstream.ActivityTimeout + TimeSpan.FromMinutes(1)).ContinueWith(_ => current.Invoker.Dispose(), TaskScheduler.Default);
+    }
+
+    private static State Build(UpstreamOptions upstream)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            UseProxy = upstream.UseSystemProxy,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            EnableMultipleHttp2Connections = true,
+            ConnectTimeout = upstream.ConnectTimeout,
+            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(90),
+            // Trace headers of our own have no business at OpenAI.
+            ActivityHeadersPropagator = null,
+        };
+
+        var config = new ForwarderRequestConfig
+        {
+            ActivityTimeout = upstream.ActivityTimeout,
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+        };
+
+        return new State(new HttpMessageInvoker(handler, disposeHandler: true), config, upstream.BaseUrl.TrimEnd('/'), upstream);
+    }
+
+    public void Dispose()
+    {
+        _settings.Changed -= OnChanged;
+        _state.Invoker.Dispose();
+    }
+
+    private sealed record State(HttpMessageInvoker Invoker, ForwarderRequestConfig RequestConfig, string BaseUrl, UpstreamOptions Source);
+}

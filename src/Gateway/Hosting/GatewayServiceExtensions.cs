@@ -1,0 +1,94 @@
+using Gateway.Configuration;
+using Gateway.Forwarding;
+using Gateway.Health;
+using Gateway.Isolation;
+using Gateway.Observability;
+using Gateway.Pipeline;
+using Gateway.Quotas;
+using Gateway.SharedState;
+using Gateway.Tenants;
+using Gateway.Usage;
+using OpenTelemetry.Metrics;
+using StackExchange.Redis;
+
+namespace Gateway.Hosting;
+
+internal static class GatewayServiceExtensions
+{
+    /// <summary>Registers the gateway: configuration, tenants, forwarding, usage, quotas, isolation, health, metrics.</summary>
+    public static WebApplicationBuilder AddGatewayServices(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
+
+        services.AddOptions<GatewayOptions>().BindConfiguration(GatewayOptions.SectionName);
+        services.AddSingleton<GatewayOptionsValidator>();
+        services.AddSingleton<GatewaySettings>();
+        services.TryAddSingletonTimeProvider();
+
+        services.AddSingleton<TenantDirectory>();
+        services.AddSingleton<TenantAuthenticator>();
+
+        services.AddHttpForwarder();
+        services.AddSingleton<UpstreamCredentials>();
+        services.AddSingleton<UpstreamClient>();
+        services.AddSingleton<UpstreamTransformer>();
+
+        services.AddSingleton<TokenCounter>();
+        services.AddSingleton<UsageObserverFactory>();
+        services.AddSingleton<UsageAccounting>();
+        services.AddSingleton<GatewayMetrics>();
+
+        services.AddSharedStateStore(builder.Configuration);
+        services.AddSingleton<QuotaService>();
+        services.AddSingleton<QuotaEndpoint>();
+        services.AddSingleton<IsolationGuard>();
+        services.AddSingleton<GatewayRequestHandler>();
+
+        services.AddSingleton<DrainState>();
+        services.AddHostedService<DrainService>();
+        services.AddHostedService<StartupWarmup>();
+        services.AddOptions<HostOptions>().Configure<GatewaySettings>((host, settings) =>
+            host.ShutdownTimeout = settings.Current.Shutdown.DrainDelay + settings.Current.Shutdown.DrainTimeout + TimeSpan.FromSeconds(2));
+
+        services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(GatewayMetrics.MeterName)
+            .AddPrometheusExporter());
+        return builder;
+    }
+
+    private static void TryAddSingletonTimeProvider(this IServiceCollection services)
+    {
+        if (!services.Any(d => d.ServiceType == typeof(TimeProvider)))
+        {
+            services.AddSingleton(TimeProvider.System);
+        }
+    }
+
+    /// <summary>Redis when <c>ConnectionStrings:Redis</c> is set, otherwise the in-process store.</summary>
+    private static void AddSharedStateStore(this IServiceCollection services, ConfigurationManager configuration)
+    {
+        services.AddSingleton<MemoryStateStore>();
+        var redis = configuration.GetConnectionString("Redis");
+        if (string.IsNullOrWhiteSpace(redis))
+        {
+            services.AddSingleton<ISharedStateStore>(sp => sp.GetRequiredService<MemoryStateStore>());
+            return;
+        }
+
+        services.AddSingleton<IConnectionMultiplexer>(sp =>
+        {
+            var quotas = sp.GetRequiredService<GatewaySettings>().Current.Quotas;
+            var options = ConfigurationOptions.Parse(redis);
+            options.AbortOnConnectFail = false; // start even if Redis is down; OnStoreFailure decides what happens
+            options.ConnectTimeout = (int)Math.Max(1000, quotas.RedisTimeout.TotalMilliseconds * 4);
+            options.SyncTimeout = (int)quotas.RedisTimeout.TotalMilliseconds;
+            options.AsyncTimeout = (int)quotas.RedisTimeout.TotalMilliseconds;
+            options.ClientName ??= "llm-gateway";
+            return ConnectionMultiplexer.Connect(options);
+        });
+        services.AddSingleton(sp => new RedisStateStore(sp.GetRequiredService<IConnectionMultiplexer>(), configuration["Gateway:Quotas:RedisKeyPrefix"] ?? "gw"));
+        services.AddSingleton<ResilientStateStore>();
+        services.AddSingleton<ISharedStateStore>(sp => sp.GetRequiredService<ResilientStateStore>());
+    }
+}

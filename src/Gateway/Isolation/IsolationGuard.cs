@@ -1,0 +1,124 @@
+using Gateway.Configuration;
+using Gateway.Errors;
+using Gateway.Pipeline;
+using Gateway.Routing;
+using Gateway.SharedState;
+
+namespace Gateway.Isolation;
+
+/// <summary>
+/// Tenant isolation. Every tenant shares one upstream key, so to OpenAI every stored object belongs to the same
+/// account; the gateway therefore records which tenant created each object id and refuses every other tenant,
+/// before anything reaches the upstream, with exactly the answer OpenAI gives for an id that does not exist.
+/// </summary>
+internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings settings, ILogger<IsolationGuard> logger)
+{
+    private static readonly OpenAIError ListingRefused = new(StatusCodes.Status403Forbidden,
+        "Listing stored chat completions is not available through this gateway: the upstream list spans every tenant sharing the API key. " +
+        "Retrieve your completions by id instead.", "invalid_request_error", null, "listing_not_supported");
+
+    public async ValueTask<OpenAIError?> CheckAsync(GatewayExchange exchange)
+    {
+        var route = exchange.Route!;
+        if (route.IsListing)
+        {
+            IsolationLog.ListingRefused(logger, exchange.Tenant!.Id, route.Endpoint, exchange.RequestId);
+            return ListingRefused;
+        }
+
+        try
+        {
+            if (route.PathObject != ObjectKind.None && exchange.PathId is { } pathId
+                && await RefuseAsync(exchange, pathId, route.PathObject, "path") is { } pathRefusal)
+            {
+                return pathRefusal;
+            }
+
+            var facts = exchange.Request;
+            if (facts?.PreviousResponseId is { } previous && await RefuseAsync(exchange, previous, ObjectKind.Response, "previous_response_id") is { } previousRefusal)
+            {
+                return previousRefusal;
+            }
+
+            if (facts?.ConversationId is { } conversation && await RefuseAsync(exchange, conversation, ObjectKind.Conversation, "conversation") is { } conversationRefusal)
+            {
+                return conversationRefusal;
+            }
+        }
+        catch (StoreUnavailableException)
+        {
+            return OpenAIError.StoreUnavailable();
+        }
+
+        return null;
+    }
+
+    /// <summary>Records ownership of the object this request created; awaited before its id reaches the client.</summary>
+    public async ValueTask RecordCreatedAsync(GatewayExchange exchange)
+    {
+        var usage = exchange.Usage;
+        var tenant = exchange.Tenant!.Id;
+        var retention = settings.Current.Isolation.Retention;
+        var created = exchange.Route!.CreatesObject;
+        var storedByUpstream = exchange.Request?.Store ?? created != ObjectKind.ChatCompletion; // chat stores only on request
+        try
+        {
+            if (usage.ObjectId is { } id && storedByUpstream)
+            {
+                await store.RecordOwnerAsync(id, tenant, retention, CancellationToken.None);
+            }
+
+            if (usage.ConversationId is { } conversation)
+            {
+                await store.RecordOwnerAsync(conversation, tenant, retention, CancellationToken.None);
+            }
+        }
+        catch (StoreUnavailableException)
+        {
+            IsolationLog.OwnershipNotRecorded(logger, tenant, exchange.RequestId);
+        }
+    }
+
+    private async ValueTask<OpenAIError?> RefuseAsync(GatewayExchange exchange, string id, ObjectKind kind, string where)
+    {
+        var tenant = exchange.Tenant!.Id;
+        var owner = await store.GetOwnerAsync(id, exchange.Http.RequestAborted);
+        if (owner == tenant || (owner is null && settings.Current.Isolation.UnknownIds == UnknownIdMode.Allow))
+        {
+            return null;
+        }
+
+        IsolationLog.Refused(logger, tenant, owner ?? "(unknown)", kind.ToString(), id, where, exchange.RequestId);
+        return NotFound(kind, id, where);
+    }
+
+    /// <summary>OpenAI's own not-found answers, so a refusal reveals nothing about whether the id exists.</summary>
+    private static OpenAIError NotFound(ObjectKind kind, string id, string where) => (kind, where) switch
+    {
+        (ObjectKind.Response, "previous_response_id") => new OpenAIError(StatusCodes.Status400BadRequest,
+            $"Previous response with id '{id}' not found.", "invalid_request_error", "previous_response_id", "previous_response_not_found"),
+        (ObjectKind.Response, _) => new OpenAIError(StatusCodes.Status404NotFound,
+            $"Response with id '{id}' not found.", "invalid_request_error"),
+        (ObjectKind.Conversation, "conversation") => new OpenAIError(StatusCodes.Status404NotFound,
+            $"Conversation with id '{id}' not found.", "invalid_request_error", "conversation"),
+        (ObjectKind.Conversation, _) => new OpenAIError(StatusCodes.Status404NotFound,
+            $"Conversation with id '{id}' not found.", "invalid_request_error"),
+        _ => new OpenAIError(StatusCodes.Status404NotFound,
+            $"Chat completion with id '{id}' not found.", "invalid_request_error"),
+    };
+}
+
+internal static partial class IsolationLog
+{
+    [LoggerMessage(EventId = 6001, EventName = "IsolationRefused", Level = LogLevel.Warning,
+        Message = "Tenant {Tenant} refused access to {ObjectKind} {ObjectId} ({Where}) owned by {OwnerTenant} {RequestId}")]
+    public static partial void Refused(ILogger logger, string tenant, string ownerTenant, string objectKind, string objectId, string where, string requestId);
+
+    [LoggerMessage(EventId = 6002, EventName = "IsolationListingRefused", Level = LogLevel.Information,
+        Message = "Tenant {Tenant} refused a cross-tenant listing {Endpoint} {RequestId}")]
+    public static partial void ListingRefused(ILogger logger, string tenant, string endpoint, string requestId);
+
+    [LoggerMessage(EventId = 6003, EventName = "OwnershipNotRecorded", Level = LogLevel.Error,
+        Message = "Ownership of an object created by tenant {Tenant} could not be recorded (store down) {RequestId}")]
+    public static partial void OwnershipNotRecorded(ILogger logger, string tenant, string requestId);
+}

@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace Gateway.Observability;
+
+/// <summary>
+/// The gateway's metrics. Names follow the OpenTelemetry GenAI semantic conventions where they define one
+/// (<c>gen_ai.client.token.usage</c>, <c>gen_ai.client.operation.duration</c>); the rest are <c>gateway.*</c>.
+/// Tag values are bounded: tenants come from configuration, models from the upstream's answer, never from the client.
+/// </summary>
+internal sealed class GatewayMetrics
+{
+    public const string MeterName = "Gateway";
+
+    private readonly Counter<long> _tokens;
+    private readonly Histogram<long> _tokenUsage;
+    private readonly Counter<long> _requests;
+    private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _timeToFirstByte;
+    private readonly Counter<long> _storeFailures;
+
+    public GatewayMetrics(IMeterFactory meterFactory)
+    {
+        var meter = meterFactory.Create(MeterName);
+        _tokens = meter.CreateCounter<long>("gateway.tokens", "{token}", "Tokens billed by the upstream (or estimated), by tenant, model and kind.");
+        _tokenUsage = meter.CreateHistogram<long>("gen_ai.client.token.usage", "{token}", "Tokens per request, by type (GenAI semantic conventions).",
+            advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304] });
+        _requests = meter.CreateCounter<long>("gateway.requests", "{request}", "Requests by tenant, endpoint, outcome and status code.");
+        _duration = meter.CreateHistogram<double>("gen_ai.client.operation.duration", "s", "Request duration through the gateway.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600] });
+        _timeToFirstByte = meter.CreateHistogram<double>("gateway.time_to_first_byte", "s", "Time until the first body byte of the upstream's answer.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
+        _storeFailures = meter.CreateCounter<long>("gateway.quota.store_failures", "{failure}", "Quota store operations that failed and fell back or denied.");
+    }
+
+    public void RecordRequest(string tenant, string endpoint, string outcome, int statusCode, string? model, double durationSeconds, double? ttfbSeconds)
+    {
+        var tags = new TagList
+        {
+            { "tenant", tenant },
+            { "endpoint", endpoint },
+            { "outcome", outcome },
+            { "http.response.status_code", statusCode },
+        };
+        _requests.Add(1, tags);
+
+        var timing = new TagList { { "tenant", tenant }, { "gen_ai.operation.name", endpoint }, { "gen_ai.response.model", model ?? "" } };
+        _duration.Record(durationSeconds, timing);
+        if (ttfbSeconds is { } ttfb)
+        {
+            _timeToFirstByte.Record(ttfb, timing);
+        }
+    }
+
+    public void RecordTokens(string tenant, string endpoint, string? model, long? input, long? cached, long? output, long? reasoning)
+    {
+        var responseModel = model ?? "";
+        Add(tenant, responseModel, "input", input);
+        Add(tenant, responseModel, "cached", cached);
+        Add(tenant, responseModel, "output", output);
+        Add(tenant, responseModel, "reasoning", reasoning);
+
+        if (input is { } i)
+        {
+            _tokenUsage.Record(i, new TagList { { "tenant", tenant }, { "gen_ai.token.type", "input" }, { "gen_ai.operation.name", endpoint }, { "gen_ai.response.model", responseModel }, { "gen_ai.provider.name", "openai" } });
+        }
+
+        if (output is { } o)
+        {
+            _tokenUsage.Record(o, new TagList { { "tenant", tenant }, { "gen_ai.token.type", "output" }, { "gen_ai.operation.name", endpoint }, { "gen_ai.response.model", responseModel }, { "gen_ai.provider.name", "openai" } });
+        }
+    }
+
+    public void RecordStoreFailure(string store, string operation, string mode) =>
+        _storeFailures.Add(1, new TagList { { "store", store }, { "operation", operation }, { "mode", mode } });
+
+    private void Add(string tenant, string model, string kind, long? value)
+    {
+        if (value is > 0)
+        {
+            _tokens.Add(value.Value, new TagList { { "tenant", tenant }, { "model", model }, { "kind", kind } });
+        }
+    }
+}

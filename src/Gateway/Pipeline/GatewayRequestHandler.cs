@@ -1,0 +1,267 @@
+using System.Security.Cryptography;
+using Gateway.Configuration;
+using Gateway.Errors;
+using Gateway.Forwarding;
+using Gateway.Isolation;
+using Gateway.Quotas;
+using Gateway.Requests;
+using Gateway.Routing;
+using Gateway.Tenants;
+using Gateway.Usage;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Gateway.Pipeline;
+
+/// <summary>
+/// Handles every <c>/v1/*</c> request, in order: match the allow-list, authenticate the tenant, read and check
+/// the body, enforce model and output caps, tenant isolation and quotas, then forward with YARP while the usage
+/// is observed. Whatever happens, exactly one usage event is written for an authenticated request.
+/// </summary>
+internal sealed class GatewayRequestHandler(
+    IHttpForwarder forwarder,
+    UpstreamClient upstream,
+    UpstreamTransformer transformer,
+    TenantAuthenticator authenticator,
+    GatewaySettings settings,
+    IsolationGuard isolation,
+    QuotaService quotas,
+    QuotaEndpoint quotaEndpoint,
+    UsageAccounting accounting,
+    TimeProvider clock,
+    ILogger<GatewayRequestHandler> logger)
+{
+    public async Task HandleAsync(HttpContext context)
+    {
+        var exchange = new GatewayExchange(context, NewRequestId(), clock);
+        context.Features.Set(exchange);
+        context.TraceIdentifier = exchange.RequestId;
+        context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = exchange.RequestId;
+
+        var request = context.Request;
+        var tenant = authenticator.Authenticate(request, out var authError);
+        if (tenant is null)
+        {
+            await RejectAsync(exchange, authError!);
+            if (logger.IsEnabled(LogLevel.Information))
+            {
+                UsageEventLog.UnauthenticatedRequest(logger, request.Method, request.Path.Value ?? "", context.Response.StatusCode,
+                    clock.GetElapsedTime(exchange.StartTimestamp).TotalMilliseconds, exchange.RequestId);
+            }
+            return;
+        }
+
+        exchange.Tenant = tenant;
+        try
+        {
+            await ProcessAsync(exchange);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
+        {
+            PipelineLog.UnhandledError(logger, ex, exchange.RequestId, tenant.Id);
+            if (!context.Response.HasStarted)
+            {
+                context.Response.Clear();
+                await RejectAsync(exchange, OpenAIError.Internal());
+                exchange.Rejected = false; // the gateway failed; this is not a policy refusal
+            }
+        }
+        finally
+        {
+            await accounting.FinishAsync(exchange);
+        }
+    }
+
+    private async Task ProcessAsync(GatewayExchange exchange)
+    {
+        var context = exchange.Http;
+        var request = context.Request;
+        if (!ApiRouteTable.TryMatch(request.Method, request.Path.Value ?? "", out var match))
+        {
+            await RejectAsync(exchange, OpenAIError.UnknownUrl(request.Method, request.Path.Value ?? ""));
+            return;
+        }
+
+        exchange.Route = match.Route;
+        exchange.PathId = match.PathId;
+        if (match.Route.IsGatewayLocal)
+        {
+            await quotaEndpoint.WriteAsync(exchange);
+            return;
+        }
+
+        var error = await PrepareBodyAsync(exchange, match.Route)
+            ?? ApplyTenantPolicy(exchange)
+            ?? await isolation.CheckAsync(exchange)
+            ?? await quotas.AdmitAsync(exchange);
+        if (error is not null)
+        {
+            await RejectAsync(exchange, error);
+            return;
+        }
+
+        if (match.Route.CreatesObject != ObjectKind.None)
+        {
+            exchange.ObjectIdentified = isolation.RecordCreatedAsync;
+        }
+
+        exchange.Forwarded = true;
+        exchange.ForwarderError = await forwarder.SendAsync(context, upstream.BaseUrl, upstream.Invoker, upstream.RequestConfig, transformer);
+        if (exchange.ForwarderError != ForwarderError.None)
+        {
+            await HandleForwarderErrorAsync(exchange);
+        }
+    }
+
+    /// <summary>Reads and checks a JSON body; the forwarded body is the buffered (possibly edited) copy.</summary>
+    private async ValueTask<OpenAIError?> PrepareBodyAsync(GatewayExchange exchange, ApiRoute route)
+    {
+        if (route.Body == BodyPolicy.None)
+        {
+            return null;
+        }
+
+        var request = exchange.Http.Request;
+        var hasBody = request.ContentLength > 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count > 0);
+        if (!hasBody)
+        {
+            return route.Body == BodyPolicy.JsonRequired ? OpenAIError.BadRequest("The request needs a JSON body.") : null;
+        }
+
+        if (!IsJson(request.ContentType))
+        {
+            return OpenAIError.UnsupportedMediaType(request.ContentType);
+        }
+
+        var (body, error) = await RequestBodyReader.ReadAsync(exchange.Http, settings.Current.Limits.MaxRequestBodyBytes);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        exchange.Body = body;
+        exchange.Request = RequestInspector.Inspect(body!.Span, route, out error);
+        return error;
+    }
+
+    /// <summary>Allowed models and the output-token cap, then the body edits the gateway makes before forwarding.</summary>
+    private static OpenAIError? ApplyTenantPolicy(GatewayExchange exchange)
+    {
+        var facts = exchange.Request;
+        var route = exchange.Route!;
+        var tenant = exchange.Tenant!;
+        if (facts is null)
+        {
+            return null;
+        }
+
+        if (route.CarriesModel && facts.Model is { } model && !tenant.IsModelAllowed(model))
+        {
+            return new OpenAIError(StatusCodes.Status404NotFound,
+                $"The model `{model}` does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found");
+        }
+
+        if (route.Usage == UsageShape.Chat && facts.Stream && facts.IncludeUsage != true)
+        {
+            // Usage exists in a chat stream only when asked for; ask, and hide the answer from the client.
+            RequestBodyEditor.EnableIncludeUsage(exchange.Body!, facts);
+            exchange.HideChatUsageChunk = true;
+        }
+
+        if (tenant.MaxOutputTokens is { } cap && route.Usage is UsageShape.Responses or UsageShape.Chat && route.CreatesObject != ObjectKind.None)
+        {
+            var param = facts.MaxOutputTokensParam ?? (route.Usage == UsageShape.Chat ? "max_completion_tokens" : "max_output_tokens");
+            if (facts.MaxOutputTokensInvalid)
+            {
+                return OpenAIError.BadRequest($"Invalid '{param}': expected an integer.", param, "invalid_type");
+            }
+
+            if (facts.MaxOutputTokens > cap)
+            {
+                return OpenAIError.BadRequest(
+                    $"Invalid '{param}': {facts.MaxOutputTokens} is above this tenant's cap of {cap} output tokens per request.", param, "max_output_tokens_exceeded");
+            }
+
+            if (facts.MaxOutputTokens is null)
+            {
+                RequestBodyEditor.InsertTopLevelNumber(exchange.Body!, facts, param, cap);
+                facts.MaxOutputTokens = cap;
+                facts.MaxOutputTokensParam = param;
+            }
+        }
+
+        if (exchange.Body is not null)
+        {
+            UseBufferedBody(exchange.Http.Request, exchange.Body);
+        }
+
+        return null;
+    }
+
+    private static void UseBufferedBody(HttpRequest request, PooledBody body)
+    {
+        request.Body = body.AsStream();
+        request.ContentLength = body.Length;
+        request.Headers.TransferEncoding = default;
+    }
+
+    private async Task HandleForwarderErrorAsync(GatewayExchange exchange)
+    {
+        var context = exchange.Http;
+        var errorFeature = context.Features.Get<IForwarderErrorFeature>();
+        var error = exchange.ForwarderError;
+        PipelineLog.ForwardingFailed(logger, error.ToString(), errorFeature?.Exception?.GetType().Name, errorFeature?.Exception?.Message, exchange.RequestId, exchange.Tenant?.Id);
+        if (context.Response.HasStarted || context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        context.Response.Clear();
+        context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = exchange.RequestId;
+        var envelope = error == ForwarderError.RequestTimedOut ? OpenAIError.UpstreamTimeout() : OpenAIError.UpstreamUnreachable();
+        if (error == ForwarderError.RequestTimedOut)
+        {
+            // The upstream may still be generating (and billing) the answer; Node and Python must not send it again.
+            envelope = envelope with { Headers = new Dictionary<string, string> { ["x-should-retry"] = "false" } };
+        }
+
+        await WriteErrorAsync(exchange, envelope);
+    }
+
+    private static Task RejectAsync(GatewayExchange exchange, OpenAIError error)
+    {
+        exchange.Rejected = true;
+        return WriteErrorAsync(exchange, error);
+    }
+
+    private static Task WriteErrorAsync(GatewayExchange exchange, OpenAIError error)
+    {
+        var headers = exchange.Http.Response.Headers;
+        headers["x-request-id"] = exchange.RequestId;
+        RateLimitHeaders.Apply(headers, exchange.QuotaStatus);
+        return error.WriteAsync(exchange.Http);
+    }
+
+    private static bool IsJson(string? contentType) =>
+        contentType is not null
+        && (contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase)
+            || (contentType.StartsWith("application/", StringComparison.OrdinalIgnoreCase) && contentType.Contains("+json", StringComparison.OrdinalIgnoreCase)));
+
+    /// <summary>A short random id: <c>gw-</c> and 24 hex digits; echoed in x-request-id / x-gateway-request-id and every log line.</summary>
+    private static string NewRequestId()
+    {
+        Span<byte> random = stackalloc byte[12];
+        RandomNumberGenerator.Fill(random);
+        return string.Concat("gw-", Convert.ToHexStringLower(random));
+    }
+}
+
+internal static partial class PipelineLog
+{
+    [LoggerMessage(EventId = 1201, EventName = "UnhandledError", Level = LogLevel.Error,
+        Message = "Request {RequestId} of tenant {Tenant} failed inside the gateway")]
+    public static partial void UnhandledError(ILogger logger, Exception exception, string requestId, string tenant);
+
+    [LoggerMessage(EventId = 1202, EventName = "ForwardingFailed", Level = LogLevel.Warning,
+        Message = "Forwarding {RequestId} of tenant {Tenant} failed: {ForwarderError} ({ExceptionType}: {ExceptionMessage})")]
+    public static partial void ForwardingFailed(ILogger logger, string forwarderError, string? exceptionType, string? exceptionMessage, string requestId, string? tenant);
+}

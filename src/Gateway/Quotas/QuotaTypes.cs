@@ -1,0 +1,19 @@
+namespace Gateway.Quotas;
+
+/// <summary>The tenant's per-minute standing after a request was admitted; becomes the x-ratelimit-* headers.</summary>
+internal sealed record QuotaStatus(
+    long? RequestLimit,
+    long RequestRemaining,
+    TimeSpan RequestReset,
+    long? TokenLimit,
+    long TokenRemaining,
+    TimeSpan TokenReset);
+
+/// <summary>What an admitted request holds until it is settled: reserved tokens in each window, a concurrency lease.</summary>
+internal sealed record QuotaReservation(
+    string TenantId,
+    long ReservedTokens,
+    long MinuteWindow,
+    long DayWindow,
+    long MonthWindow,
+    string? LeaseId);

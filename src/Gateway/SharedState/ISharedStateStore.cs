@@ -1,0 +1,70 @@
+using Gateway.Configuration;
+using Gateway.Quotas;
+
+namespace Gateway.SharedState;
+
+/// <summary>
+/// The state every replica must agree on: quota windows and concurrency leases, the "usage already counted"
+/// mark per response id, held reservations of background responses, and object ownership.
+/// <see cref="MemoryStateStore"/> serves one process; <see cref="RedisStateStore"/> a cluster. Both implement
+/// exactly the same semantics (one contract test suite runs against both).
+/// </summary>
+internal interface ISharedStateStore
+{
+    /// <summary><c>memory</c> or <c>redis</c>, for logs, metrics and <c>/readyz</c>.</summary>
+    string Kind { get; }
+
+    /// <summary>Checks every limit and, only if all fit, counts the request and reserves its tokens, atomically.</summary>
+    ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Ends a request's hold on the quotas, atomically: claims the response's usage (once per response id, ever),
+    /// replaces the reservation with what was billed (or keeps it, for a background response still running),
+    /// settles a background response's held reservation when its usage is first seen, and frees the concurrency lease.
+    /// </summary>
+    ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Current counters of the tenant's windows, for <c>GET /v1/gateway/quota</c>.</summary>
+    ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken);
+
+    /// <summary>Records that <paramref name="tenantId"/> created <paramref name="objectId"/> (first writer wins).</summary>
+    ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken);
+
+    ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken);
+
+    /// <summary>True when the store answers; for <c>/readyz</c>.</summary>
+    ValueTask<bool> PingAsync(CancellationToken cancellationToken);
+}
+
+internal enum AdmissionDecision
+{
+    Admitted,
+    RequestsPerMinute,
+    TokensPerMinute,
+    TokensPerDay,
+    TokensPerMonth,
+    Concurrency,
+}
+
+internal sealed record AdmissionRequest(
+    string TenantId,
+    TenantLimitsOptions Limits,
+    long ReserveTokens,
+    QuotaWindows Windows,
+    string LeaseId,
+    TimeSpan LeaseTimeout);
+
+/// <summary>The decision, and the counters as they stand after it (including this request when admitted).</summary>
+internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters Counters);
+
+internal readonly record struct QuotaCounters(long Requests, long MinuteTokens, long DayTokens, long MonthTokens, long Concurrent);
+
+internal sealed record SettleRequest(
+    string TenantId,
+    QuotaReservation? Reservation,
+    long BilledTokens,
+    string? ClaimResponseId,
+    string? HoldForResponseId,
+    TimeSpan ClaimRetention,
+    TimeSpan HoldTimeout,
+    QuotaWindows Now);

@@ -1,0 +1,284 @@
+using System.Collections.Concurrent;
+using Gateway.Quotas;
+
+namespace Gateway.SharedState;
+
+/// <summary>
+/// The single-process store: the same semantics as <see cref="RedisStateStore"/>, with a lock per tenant
+/// standing in for Redis's atomic scripts. Entries expire like Redis keys do (checked on access, swept
+/// every minute). Everything is lost on restart, including object ownership: run Redis in production.
+/// </summary>
+internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
+{
+    private readonly ConcurrentDictionary<string, TenantState> _tenants = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Expiring<string>> _owners = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Expiring<QuotaReservation?>> _marks = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
+
+    public MemoryStateStore(TimeProvider time)
+    {
+        _time = time;
+        _sweeper = time.CreateTimer(_ => Sweep(), null, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
+    }
+
+    public string Kind => "memory";
+
+    public ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
+    {
+        var state = _tenants.GetOrAdd(request.TenantId, static _ => new TenantState());
+        var w = request.Windows;
+        var limits = request.Limits;
+        lock (state)
+        {
+            state.Prune(w);
+            var counters = state.Read(w);
+            var decision = AdmissionDecision.Admitted;
+            if (limits.MaxConcurrentRequests > 0 && counters.Concurrent >= limits.MaxConcurrentRequests)
+            {
+                decision = AdmissionDecision.Concurrency;
+            }
+            else if (limits.RequestsPerMinute > 0 && counters.Requests + 1 > limits.RequestsPerMinute)
+            {
+                decision = AdmissionDecision.RequestsPerMinute;
+            }
+            else if (limits.TokensPerMinute > 0 && counters.MinuteTokens + request.ReserveTokens > limits.TokensPerMinute)
+            {
+                decision = AdmissionDecision.TokensPerMinute;
+            }
+            else if (limits.TokensPerDay > 0 && counters.DayTokens + request.ReserveTokens > limits.TokensPerDay)
+            {
+                decision = AdmissionDecision.TokensPerDay;
+            }
+            else if (limits.TokensPerMonth > 0 && counters.MonthTokens + request.ReserveTokens > limits.TokensPerMonth)
+            {
+                decision = AdmissionDecision.TokensPerMonth;
+            }
+
+            if (decision == AdmissionDecision.Admitted)
+            {
+                TenantState.Add(state.Requests, w.Minute, 1);
+                state.AddTokens(w.Minute, w.Day, w.Month, request.ReserveTokens);
+                if (limits.MaxConcurrentRequests > 0)
+                {
+                    state.Leases[request.LeaseId] = w.Now + request.LeaseTimeout;
+                }
+
+                counters = state.Read(w);
+            }
+
+            return ValueTask.FromResult(new AdmissionResult(decision, counters));
+        }
+    }
+
+    public ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
+    {
+        var now = request.Now.Now;
+        var first = true;
+        if (request.ClaimResponseId is { } claimId)
+        {
+            var key = MarkKey(request.TenantId, "counted", claimId);
+            var mark = new Expiring<QuotaReservation?>(null, now + request.ClaimRetention);
+            first = TryAddOrReplaceExpired(_marks, key, mark, now);
+        }
+
+        var state = _tenants.GetOrAdd(request.TenantId, static _ => new TenantState());
+        lock (state)
+        {
+            if (request.Reservation is { } reservation)
+            {
+                if (request.HoldForResponseId is { } holdId)
+                {
+                    _marks[MarkKey(request.TenantId, "held", holdId)] = new Expiring<QuotaReservation?>(reservation, now + request.HoldTimeout);
+                }
+                else
+                {
+                    var billed = first ? request.BilledTokens : 0;
+                    state.AddTokens(reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow, billed - reservation.ReservedTokens);
+                }
+
+                if (reservation.LeaseId is { } leaseId)
+                {
+                    state.Leases.Remove(leaseId);
+                }
+            }
+            else if (first && request.ClaimResponseId is { } responseId
+                && _marks.TryRemove(MarkKey(request.TenantId, "held", responseId), out var held)
+                && held.ExpiresAt > now && held.Value is { } heldReservation)
+            {
+                state.AddTokens(heldReservation.MinuteWindow, heldReservation.DayWindow, heldReservation.MonthWindow,
+                    request.BilledTokens - heldReservation.ReservedTokens);
+            }
+        }
+
+        return ValueTask.FromResult(first);
+    }
+
+    public ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken)
+    {
+        if (!_tenants.TryGetValue(tenantId, out var state))
+        {
+            return ValueTask.FromResult(default(QuotaCounters));
+        }
+
+        lock (state)
+        {
+            state.Prune(windows);
+            return ValueTask.FromResult(state.Read(windows));
+        }
+    }
+
+    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        TryAddOrReplaceExpired(_owners, objectId, new Expiring<string>(tenantId, now + retention), now);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken)
+    {
+        var found = _owners.TryGetValue(objectId, out var owner) && owner.ExpiresAt > _time.GetUtcNow();
+        return ValueTask.FromResult(found ? owner!.Value : null);
+    }
+
+    public ValueTask<bool> PingAsync(CancellationToken cancellationToken) => ValueTask.FromResult(true);
+
+    public void Dispose() => _sweeper.Dispose();
+
+    private static string MarkKey(string tenantId, string kind, string id) => string.Concat(tenantId, "\n", kind, "\n", id);
+
+    /// <summary>SET NX with expiry: adds, or replaces an expired entry; false if a live one exists.</summary>
+    private static bool TryAddOrReplaceExpired<T>(ConcurrentDictionary<string, Expiring<T>> map, string key, Expiring<T> value, DateTimeOffset now)
+    {
+        while (true)
+        {
+            if (map.TryAdd(key, value))
+            {
+                return true;
+            }
+
+            if (!map.TryGetValue(key, out var existing))
+            {
+                continue;
+            }
+
+            if (existing.ExpiresAt > now)
+            {
+                return false;
+            }
+
+            if (map.TryUpdate(key, value, existing))
+            {
+                return true;
+            }
+        }
+    }
+
+    private void Sweep()
+    {
+        var now = _time.GetUtcNow();
+        foreach (var (key, entry) in _owners)
+        {
+            if (entry.ExpiresAt <= now)
+            {
+                _owners.TryRemove(key, out _);
+            }
+        }
+
+        foreach (var (key, entry) in _marks)
+        {
+            if (entry.ExpiresAt <= now)
+            {
+                _marks.TryRemove(key, out _);
+            }
+        }
+
+        var windows = QuotaWindows.At(now);
+        foreach (var state in _tenants.Values)
+        {
+            lock (state)
+            {
+                state.Prune(windows);
+            }
+        }
+    }
+
+    private sealed record Expiring<T>(T Value, DateTimeOffset ExpiresAt);
+
+    /// <summary>One tenant's counters by window number; guarded by locking the instance.</summary>
+    private sealed class TenantState
+    {
+        public Dictionary<long, long> Requests { get; } = [];
+
+        public Dictionary<long, long> MinuteTokens { get; } = [];
+
+        public Dictionary<long, long> DayTokens { get; } = [];
+
+        public Dictionary<long, long> MonthTokens { get; } = [];
+
+        public Dictionary<string, DateTimeOffset> Leases { get; } = new(StringComparer.Ordinal);
+
+        public QuotaCounters Read(QuotaWindows w) => new(
+            Requests.GetValueOrDefault(w.Minute),
+            MinuteTokens.GetValueOrDefault(w.Minute),
+            DayTokens.GetValueOrDefault(w.Day),
+            MonthTokens.GetValueOrDefault(w.Month),
+            Leases.Count);
+
+        public void AddTokens(long minute, long day, long month, long tokens)
+        {
+            if (tokens == 0)
+            {
+                return;
+            }
+
+            Add(MinuteTokens, minute, tokens);
+            Add(DayTokens, day, tokens);
+            Add(MonthTokens, month, tokens);
+        }
+
+        public static void Add(Dictionary<long, long> counters, long window, long delta) =>
+            counters[window] = counters.GetValueOrDefault(window) + delta;
+
+        /// <summary>Drops windows that have passed (as Redis keys would expire) and leases that timed out.</summary>
+        public void Prune(QuotaWindows w)
+        {
+            PruneBefore(Requests, w.Minute - 2);
+            PruneBefore(MinuteTokens, w.Minute - 2);
+            PruneBefore(DayTokens, w.Day - 1);
+            PruneBefore(MonthTokens, w.Month - 1);
+            if (Leases.Count > 0)
+            {
+                List<string>? expired = null;
+                foreach (var (id, expiresAt) in Leases)
+                {
+                    if (expiresAt <= w.Now)
+                    {
+                        (expired ??= []).Add(id);
+                    }
+                }
+
+                expired?.ForEach(id => Leases.Remove(id));
+            }
+        }
+
+        private static void PruneBefore(Dictionary<long, long> counters, long oldest)
+        {
+            if (counters.Count <= 1)
+            {
+                return;
+            }
+
+            List<long>? old = null;
+            foreach (var window in counters.Keys)
+            {
+                if (window < oldest)
+                {
+                    (old ??= []).Add(window);
+                }
+            }
+
+            old?.ForEach(window => counters.Remove(window));
+        }
+    }
+}

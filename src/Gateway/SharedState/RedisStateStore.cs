@@ -1,0 +1,171 @@
+using System.Globalization;
+using Gateway.Quotas;
+using StackExchange.Redis;
+
+namespace Gateway.SharedState;
+
+/// <summary>
+/// The cluster store. Every admission and every settle is one Lua script, so one atomic round trip;
+/// every key expires on its own; all keys of a tenant share the hash tag <c>{t:tenant}</c>, so the
+/// scripts run unchanged on Redis Cluster.
+/// </summary>
+internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPrefix) : ISharedStateStore
+{
+    // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases
+    // ARGV: 1 rpm 2 tpm 3 tpd 4 tpmo 5 maxConcurrent 6 reserve 7 nowMs 8 leaseId 9 leaseExpiryMs 10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 leaseTtlMs
+    private const string AdmitScript = """
+        local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
+        local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
+        local r = tonumber(redis.call('GET', KEYS[1]) or '0')
+        local tm = tonumber(redis.call('GET', KEYS[2]) or '0')
+        local td = tonumber(redis.call('GET', KEYS[3]) or '0')
+        local tmo = tonumber(redis.call('GET', KEYS[4]) or '0')
+        redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
+        local c = redis.call('ZCARD', KEYS[5])
+        local decision = 0
+        if maxc > 0 and c >= maxc then decision = 5
+        elseif rpm > 0 and r + 1 > rpm then decision = 1
+        elseif tpm > 0 and tm + reserve > tpm then decision = 2
+        elseif tpd > 0 and td + reserve > tpd then decision = 3
+        elseif tpmo > 0 and tmo + reserve > tpmo then decision = 4
+        end
+        if decision == 0 then
+          r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10])
+          if reserve ~= 0 then
+            tm = redis.call('INCRBY', KEYS[2], reserve); redis.call('PEXPIRE', KEYS[2], ARGV[10])
+            td = redis.call('INCRBY', KEYS[3], reserve); redis.call('PEXPIRE', KEYS[3], ARGV[11])
+            tmo = redis.call('INCRBY', KEYS[4], reserve); redis.call('PEXPIRE', KEYS[4], ARGV[12])
+          end
+          if maxc > 0 then
+            redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8]); redis.call('PEXPIRE', KEYS[5], ARGV[13])
+            c = c + 1
+          end
+        end
+        return { decision, r, tm, td, tmo, c }
+        """;
+
+    // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows)
+    // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdTtlMs 8 leaseId 9 tenant key prefix
+    //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month
+    private const string SettleScript = """
+        local function add(tm, td, tmo, delta)
+          if delta ~= 0 then
+            redis.call('INCRBY', tm, delta); redis.call('PEXPIRE', tm, ARGV[10])
+            redis.call('INCRBY', td, delta); redis.call('PEXPIRE', td, ARGV[11])
+            redis.call('INCRBY', tmo, delta); redis.call('PEXPIRE', tmo, ARGV[12])
+          end
+        end
+        local first = 1
+        if ARGV[1] == '1' then
+          if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then first = 0 end
+        end
+        if ARGV[3] == '1' then
+          if ARGV[6] == '1' then
+            redis.call('HSET', KEYS[2], 'r', ARGV[4], 'm', ARGV[13], 'd', ARGV[14], 'mo', ARGV[15])
+            redis.call('PEXPIRE', KEYS[2], ARGV[7])
+          else
+            local billed = 0
+            if first == 1 then billed = tonumber(ARGV[5]) end
+            add(KEYS[4], KEYS[5], KEYS[6], billed - tonumber(ARGV[4]))
+          end
+          if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end
+        elseif first == 1 and ARGV[1] == '1' then
+          local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo')
+          if held[1] then
+            redis.call('DEL', KEYS[2])
+            local p = ARGV[9]
+            add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], tonumber(ARGV[5]) - tonumber(held[1]))
+          end
+        end
+        return first
+        """;
+
+    // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases; ARGV: 1 nowMs
+    private const string ReadScript = """
+        return { tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(redis.call('GET', KEYS[2]) or '0'),
+                 tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0'),
+                 redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf') }
+        """;
+
+    public string Kind => "redis";
+
+    public async ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
+    {
+        var w = request.Windows;
+        var limits = request.Limits;
+        var prefix = TenantPrefix(request.TenantId);
+        var now = w.Now.ToUnixTimeMilliseconds();
+        var result = await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
+            [prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases"],
+            [
+                limits.RequestsPerMinute, limits.TokensPerMinute, limits.TokensPerDay, limits.TokensPerMonth, limits.MaxConcurrentRequests,
+                request.ReserveTokens, now, request.LeaseId, now + (long)request.LeaseTimeout.TotalMilliseconds,
+                Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl), Ms(request.LeaseTimeout),
+            ]);
+        var values = (RedisResult[])result!;
+        return new AdmissionResult(MapDecision((int)values[0]),
+            new QuotaCounters((long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5]));
+    }
+
+    public async ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
+    {
+        var prefix = TenantPrefix(request.TenantId);
+        var reservation = request.Reservation;
+        var responseId = request.ClaimResponseId ?? request.HoldForResponseId ?? "-";
+        var (minute, day, month) = reservation is null
+            ? (request.Now.Minute, request.Now.Day, request.Now.Month)
+            : (reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow);
+        var result = await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
+            [
+                prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
+                prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
+            ],
+            [
+                request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
+                reservation?.ReservedTokens ?? 0, request.BilledTokens, request.HoldForResponseId is null ? "0" : "1", Ms(request.HoldTimeout),
+                reservation?.LeaseId ?? "", prefix, Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
+                minute, day, month,
+            ]);
+        return (int)result == 1;
+    }
+
+    public async ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken)
+    {
+        var prefix = TenantPrefix(tenantId);
+        var result = await redis.GetDatabase().ScriptEvaluateAsync(ReadScript,
+            [prefix + "r:" + Num(windows.Minute), prefix + "tm:" + Num(windows.Minute), prefix + "td:" + Num(windows.Day), prefix + "tmo:" + Num(windows.Month), prefix + "leases"],
+            [windows.Now.ToUnixTimeMilliseconds()]);
+        var values = (RedisResult[])result!;
+        return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4]);
+    }
+
+    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
+        await redis.GetDatabase().StringSetAsync(OwnerKey(objectId), tenantId, retention, When.NotExists);
+
+    public async ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
+        await redis.GetDatabase().StringGetAsync(OwnerKey(objectId));
+
+    public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)
+    {
+        await redis.GetDatabase().PingAsync();
+        return true;
+    }
+
+    private static AdmissionDecision MapDecision(int code) => code switch
+    {
+        1 => AdmissionDecision.RequestsPerMinute,
+        2 => AdmissionDecision.TokensPerMinute,
+        3 => AdmissionDecision.TokensPerDay,
+        4 => AdmissionDecision.TokensPerMonth,
+        5 => AdmissionDecision.Concurrency,
+        _ => AdmissionDecision.Admitted,
+    };
+
+    private string TenantPrefix(string tenantId) => string.Concat(keyPrefix, ":{t:", tenantId, "}:");
+
+    private string OwnerKey(string objectId) => string.Concat(keyPrefix, ":own:", objectId);
+
+    private static string Num(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static long Ms(TimeSpan span) => (long)span.TotalMilliseconds;
+}

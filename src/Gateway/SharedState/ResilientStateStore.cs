@@ -1,0 +1,120 @@
+using Gateway.Configuration;
+using Gateway.Observability;
+using StackExchange.Redis;
+
+namespace Gateway.SharedState;
+
+/// <summary>Thrown when the shared store is down and <c>Gateway:Quotas:OnStoreFailure</c> is <c>Deny</c>.</summary>
+internal sealed class StoreUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Redis first; when it fails (connection lost, timeout), either a per-replica in-memory store takes over
+/// (<c>Allow</c>: limits then hold per replica, not across the cluster) or requests are refused with 503
+/// (<c>Deny</c>). After a failure Redis is left alone for <c>RedisRetryInterval</c>, then tried again, so
+/// shared enforcement resumes on its own when Redis is back.
+/// </summary>
+internal sealed class ResilientStateStore(
+    RedisStateStore primary,
+    MemoryStateStore fallback,
+    GatewaySettings settings,
+    GatewayMetrics metrics,
+    TimeProvider time,
+    ILogger<ResilientStateStore> logger) : ISharedStateStore
+{
+    private long _retryAtTimestamp;
+    private int _degraded;
+
+    public string Kind => primary.Kind;
+
+    /// <summary>True while operations go to the fallback (or are refused).</summary>
+    public bool IsDegraded => Volatile.Read(ref _degraded) == 1;
+
+    public ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken) =>
+        RunAsync("admit", static (s, r, ct) => s.AdmitAsync(r, ct), request, cancellationToken);
+
+    public ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken) =>
+        RunAsync("settle", static (s, r, ct) => s.SettleAsync(r, ct), request, cancellationToken);
+
+    public ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken) =>
+        RunAsync("read", (s, r, ct) => s.ReadCountersAsync(r, windows, ct), tenantId, cancellationToken);
+
+    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
+        await RunAsync("record_owner", async (s, r, ct) =>
+        {
+            await s.RecordOwnerAsync(r, tenantId, retention, ct);
+            return true;
+        }, objectId, cancellationToken);
+
+    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
+        RunAsync("get_owner", static (s, r, ct) => s.GetOwnerAsync(r, ct), objectId, cancellationToken);
+
+    public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await primary.PingAsync(cancellationToken);
+            MarkHealthy();
+            return true;
+        }
+        catch (Exception ex) when (IsStoreFailure(ex))
+        {
+            return false;
+        }
+    }
+
+    private async ValueTask<TResult> RunAsync<TArg, TResult>(string operation, Func<ISharedStateStore, TArg, CancellationToken, ValueTask<TResult>> call, TArg arg, CancellationToken cancellationToken)
+    {
+        if (!IsDegraded || time.GetTimestamp() >= Volatile.Read(ref _retryAtTimestamp))
+        {
+            try
+            {
+                var result = await call(primary, arg, cancellationToken);
+                MarkHealthy();
+                return result;
+            }
+            catch (Exception ex) when (IsStoreFailure(ex))
+            {
+                MarkDegraded(operation, ex);
+            }
+        }
+
+        var mode = settings.Current.Quotas.OnStoreFailure;
+        metrics.RecordStoreFailure(primary.Kind, operation, mode.ToString());
+        if (mode == StoreFailureMode.Deny)
+        {
+            throw new StoreUnavailableException("The shared quota store (Redis) is unavailable.");
+        }
+
+        return await call(fallback, arg, cancellationToken);
+    }
+
+    private void MarkDegraded(string operation, Exception ex)
+    {
+        Volatile.Write(ref _retryAtTimestamp, time.GetTimestamp() + (long)(settings.Current.Quotas.RedisRetryInterval.TotalSeconds * time.TimestampFrequency));
+        if (Interlocked.Exchange(ref _degraded, 1) == 0)
+        {
+            StoreLog.StoreDown(logger, primary.Kind, operation, settings.Current.Quotas.OnStoreFailure.ToString(), ex.GetType().Name, ex.Message);
+        }
+    }
+
+    private void MarkHealthy()
+    {
+        if (Interlocked.Exchange(ref _degraded, 0) == 1)
+        {
+            StoreLog.StoreBack(logger, primary.Kind);
+        }
+    }
+
+    private static bool IsStoreFailure(Exception ex) => ex is RedisException or TimeoutException or ObjectDisposedException;
+}
+
+internal static partial class StoreLog
+{
+    [LoggerMessage(EventId = 4001, EventName = "StoreDown", Level = LogLevel.Error,
+        Message = "Shared store {Store} failed during {Operation}; OnStoreFailure={Mode} now applies: {ErrorType} {ErrorMessage}")]
+    public static partial void StoreDown(ILogger logger, string store, string operation, string mode, string errorType, string errorMessage);
+
+    [LoggerMessage(EventId = 4002, EventName = "StoreBack", Level = LogLevel.Warning,
+        Message = "Shared store {Store} answers again; shared enforcement resumed")]
+    public static partial void StoreBack(ILogger logger, string store);
+}

@@ -1,0 +1,370 @@
+using System.Buffers;
+using System.Buffers.Text;
+
+namespace Gateway.Usage;
+
+/// <summary>
+/// A push-mode JSON scanner that pulls a fixed set of fields (<see cref="ScanPaths"/>) out of a document fed
+/// in arbitrary chunks, without allocating and without buffering the document. Memory is bounded whatever
+/// the document's size: a multi-megabyte output text or base64 image inside a terminal event is skipped
+/// byte by byte, only the small values it was asked for are kept (capped; longer ones are truncated).
+/// Strings are kept raw (JSON escapes included); <see cref="JsonText"/> decodes them when needed.
+/// </summary>
+internal sealed class JsonFieldScanner
+{
+    private const int MaxDepth = 96;
+    private const int MaxKeyLength = 48;
+
+    // One arena for every captured value, sized per field: ~5 KB per scanner keeps 10,000 open streams cheap.
+    private static readonly int[] Capacities = BuildCapacities(out ArenaSize);
+    private static readonly int[] Offsets = BuildOffsets();
+    private static readonly int ArenaSize;
+
+    private static readonly SearchValues<byte> StringStops = SearchValues.Create("\"\\"u8);
+
+    private readonly short[] _nodes = new short[MaxDepth];
+    private readonly bool[] _isArray = new bool[MaxDepth];
+    private readonly byte[] _key = new byte[MaxKeyLength];
+    private readonly byte[] _arena = new byte[ArenaSize];
+    private readonly int[] _lengths = new int[(int)ScanField.Count];
+    private ulong _present;
+
+    private State _state;
+    private int _depth;
+    private short _pendingNode;
+    private int _keyLength;
+    private bool _keyOverflow;
+    private ScanField _capture;
+
+    public JsonFieldScanner() => Reset();
+
+    private static int[] BuildCapacities(out int total)
+    {
+        var capacities = new int[(int)ScanField.Count];
+        for (var i = 0; i < capacities.Length; i++)
+        {
+            capacities[i] = (ScanField)i switch
+            {
+                ScanField.Delta or ScanField.ChatDeltaContent => 2048,
+                ScanField.Id or ScanField.Model or ScanField.ConversationId => 160,
+                ScanField.Type or ScanField.Object or ScanField.Status => 64,
+                _ => 24, // numbers, booleans, null
+            };
+        }
+
+        total = capacities.Sum();
+        return capacities;
+    }
+
+    private static int[] BuildOffsets()
+    {
+        var offsets = new int[Capacities.Length];
+        for (var i = 1; i < offsets.Length; i++)
+        {
+            offsets[i] = offsets[i - 1] + Capacities[i - 1];
+        }
+
+        return offsets;
+    }
+
+    private enum State : byte
+    {
+        Value,
+        KeyOrEnd,
+        Key,
+        KeyEscape,
+        Colon,
+        AfterValue,
+        String,
+        StringEscape,
+        Scalar,
+        Done,
+        Failed,
+    }
+
+    /// <summary>True once the root value has closed.</summary>
+    public bool IsComplete => _state == State.Done;
+
+    /// <summary>True if the input was not JSON (e.g. the <c>[DONE]</c> sentinel); nothing more is read.</summary>
+    public bool HasFailed => _state == State.Failed;
+
+    public void Reset()
+    {
+        _state = State.Value;
+        _depth = 0;
+        _pendingNode = ScanPaths.Root;
+        _present = 0;
+        _capture = ScanField.None;
+        _keyLength = 0;
+        _keyOverflow = false;
+    }
+
+    public bool Has(ScanField field) => (_present & (1UL << (int)field)) != 0;
+
+    /// <summary>The raw bytes of a captured value (strings without quotes, escapes kept).</summary>
+    public ReadOnlySpan<byte> Raw(ScanField field) => Has(field) ? _arena.AsSpan(Offsets[(int)field], _lengths[(int)field]) : default;
+
+    public string? GetString(ScanField field) => Has(field) && !IsNullLiteral(field) ? JsonText.Decode(Raw(field)) : null;
+
+    public bool StringEquals(ScanField field, ReadOnlySpan<byte> expected) => Has(field) && Raw(field).SequenceEqual(expected);
+
+    public long? GetInt64(ScanField field) =>
+        Has(field) && Utf8Parser.TryParse(Raw(field), out long value, out var consumed) && consumed == _lengths[(int)field] ? value : null;
+
+    public bool? GetBoolean(ScanField field) =>
+        !Has(field) ? null : Raw(field).SequenceEqual("true"u8) ? true : Raw(field).SequenceEqual("false"u8) ? false : null;
+
+    private bool IsNullLiteral(ScanField field) => _lengths[(int)field] == 4 && Raw(field).SequenceEqual("null"u8);
+
+    public void Feed(ReadOnlySpan<byte> data)
+    {
+        var i = 0;
+        while (i < data.Length)
+        {
+            switch (_state)
+            {
+                case State.Done:
+                case State.Failed:
+                    return;
+
+                case State.String:
+                case State.Key:
+                {
+                    var rest = data[i..];
+                    var stop = rest.IndexOfAny(StringStops);
+                    var chunk = stop < 0 ? rest : rest[..stop];
+                    AppendText(chunk);
+                    if (stop < 0)
+                    {
+                        return;
+                    }
+
+                    i += stop;
+                    if (data[i] == (byte)'\\')
+                    {
+                        AppendText(data.Slice(i, 1));
+                        _state = _state == State.Key ? State.KeyEscape : State.StringEscape;
+                        i++;
+                        continue;
+                    }
+
+                    i++; // closing quote
+                    if (_state == State.Key)
+                    {
+                        _pendingNode = _keyOverflow ? ScanPaths.Skip : ScanPaths.Child(_nodes[_depth - 1], _key.AsSpan(0, _keyLength));
+                        _state = State.Colon;
+                    }
+                    else
+                    {
+                        EndValue();
+                    }
+
+                    continue;
+                }
+
+                case State.StringEscape:
+                case State.KeyEscape:
+                    // Only the character after '\' matters for finding the end of the string; \uXXXX has no quotes.
+                    AppendText(data.Slice(i, 1));
+                    _state = _state == State.KeyEscape ? State.Key : State.String;
+                    i++;
+                    continue;
+
+                case State.Scalar:
+                {
+                    var b = data[i];
+                    if (b is (byte)',' or (byte)'}' or (byte)']' or (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t')
+                    {
+                        EndValue();
+                        continue; // re-read the delimiter in AfterValue
+                    }
+
+                    AppendText(data.Slice(i, 1));
+                    i++;
+                    continue;
+                }
+            }
+
+            var c = data[i++];
+            if (c is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t')
+            {
+                continue;
+            }
+
+            switch (_state)
+            {
+                case State.Value:
+                    StartValue(c);
+                    break;
+                case State.KeyOrEnd:
+                    if (c == (byte)'"')
+                    {
+                        _keyLength = 0;
+                        _keyOverflow = false;
+                        _state = State.Key;
+                    }
+                    else if (c == (byte)'}')
+                    {
+                        CloseContainer(isArray: false);
+                    }
+                    else
+                    {
+                        _state = State.Failed;
+                    }
+
+                    break;
+                case State.Colon:
+                    _state = c == (byte)':' ? State.Value : State.Failed;
+                    break;
+                case State.AfterValue:
+                    if (_depth == 0)
+                    {
+                        _state = State.Failed;
+                    }
+                    else if (c == (byte)',')
+                    {
+                        _state = _isArray[_depth - 1] ? State.Value : State.KeyOrEnd;
+                        if (_isArray[_depth - 1])
+                        {
+                            _pendingNode = ArrayElementNode();
+                        }
+                    }
+                    else if (c == (byte)'}' && !_isArray[_depth - 1])
+                    {
+                        CloseContainer(isArray: false);
+                    }
+                    else if (c == (byte)']' && _isArray[_depth - 1])
+                    {
+                        CloseContainer(isArray: true);
+                    }
+                    else
+                    {
+                        _state = State.Failed;
+                    }
+
+                    break;
+            }
+        }
+    }
+
+    private void StartValue(byte c)
+    {
+        var node = _pendingNode;
+        if (c == (byte)']' && _depth > 0 && _isArray[_depth - 1])
+        {
+            CloseContainer(isArray: true); // empty array
+            return;
+        }
+
+        if (_depth > 0 && _isArray[_depth - 1] && node >= 0)
+        {
+            SetFlag(ScanPaths.Get(node).ElementFlag);
+        }
+
+        switch (c)
+        {
+            case (byte)'{':
+            case (byte)'[':
+                if (_depth == MaxDepth)
+                {
+                    _state = State.Failed;
+                    return;
+                }
+
+                if (node >= 0)
+                {
+                    SetFlag(ScanPaths.Get(node).ContainerFlag);
+                }
+
+                _nodes[_depth] = node;
+                _isArray[_depth] = c == (byte)'[';
+                _depth++;
+                if (c == (byte)'{')
+                {
+                    _state = State.KeyOrEnd;
+                }
+                else
+                {
+                    _state = State.Value;
+                    _pendingNode = node;
+                }
+
+                return;
+            case (byte)'"':
+                BeginCapture(node);
+                _state = State.String;
+                return;
+            default:
+                if (c is (byte)'-' or (>= (byte)'0' and <= (byte)'9') or (byte)'t' or (byte)'f' or (byte)'n')
+                {
+                    BeginCapture(node);
+                    AppendText([c]);
+                    _state = State.Scalar;
+                    return;
+                }
+
+                _state = State.Failed;
+                return;
+        }
+    }
+
+    private short ArrayElementNode() => _nodes[_depth - 1];
+
+    private void BeginCapture(short node)
+    {
+        _capture = node >= 0 ? ScanPaths.Get(node).Scalar : ScanField.None;
+        if (_capture != ScanField.None)
+        {
+            _lengths[(int)_capture] = 0;
+            _present |= 1UL << (int)_capture;
+        }
+    }
+
+    private void AppendText(ReadOnlySpan<byte> text)
+    {
+        if (_state is State.Key or State.KeyEscape)
+        {
+            if (_keyLength + text.Length > MaxKeyLength)
+            {
+                _keyOverflow = true;
+                return;
+            }
+
+            text.CopyTo(_key.AsSpan(_keyLength));
+            _keyLength += text.Length;
+            return;
+        }
+
+        if (_capture == ScanField.None)
+        {
+            return;
+        }
+
+        var field = (int)_capture;
+        ref var length = ref _lengths[field];
+        var take = Math.Min(Capacities[field] - length, text.Length);
+        text[..take].CopyTo(_arena.AsSpan(Offsets[field] + length));
+        length += take;
+    }
+
+    private void EndValue()
+    {
+        _capture = ScanField.None;
+        _state = _depth == 0 ? State.Done : State.AfterValue;
+    }
+
+    private void CloseContainer(bool isArray)
+    {
+        _ = isArray;
+        _depth--;
+        _state = _depth == 0 ? State.Done : State.AfterValue;
+    }
+
+    private void SetFlag(ScanField flag)
+    {
+        if (flag != ScanField.None)
+        {
+            _present |= 1UL << (int)flag;
+        }
+    }
+}

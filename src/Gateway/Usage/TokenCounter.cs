@@ -1,0 +1,232 @@
+using System.Buffers;
+using System.Text.Json;
+using Microsoft.ML.Tokenizers;
+
+namespace Gateway.Usage;
+
+/// <summary>
+/// Counts tokens with the o200k_base encoding (gpt-4o, gpt-4.1, gpt-5, o-series: every current OpenAI model).
+/// Used for quota reservations and for the usage of streams that ended without the upstream's own numbers.
+/// Loading the vocabulary takes a few hundred milliseconds, so the instance is created once at start.
+/// </summary>
+internal sealed class TokenCounter
+{
+    /// <summary>What one image input costs at most in the estimate (a 1024×1024 high-detail image).</summary>
+    public const int ImageTokens = 765;
+
+    /// <summary>Per-message framing the model sees around each message (role, separators).</summary>
+    public const int PerMessageTokens = 4;
+
+    private readonly Tokenizer _tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
+
+    public int Count(ReadOnlySpan<char> text) => text.IsEmpty ? 0 : _tokenizer.CountTokens(text, considerPreTokenization: true, considerNormalization: false);
+
+    /// <summary>
+    /// Estimates the input tokens of a request body: the text the model reads (input, instructions, messages,
+    /// tool definitions), not the JSON around it. Bodies above <paramref name="tokenizeThresholdBytes"/> get
+    /// the cheap bound bytes/4 so a huge body never costs milliseconds of tokenization.
+    /// </summary>
+    public long EstimateInput(ReadOnlySpan<byte> body, int tokenizeThresholdBytes)
+    {
+        if (body.Length > tokenizeThresholdBytes)
+        {
+            return body.Length / 4 + 1;
+        }
+
+        var chars = ArrayPool<char>.Shared.Rent(Math.Max(body.Length, 16));
+        try
+        {
+            return Walk(body, chars);
+        }
+        catch (JsonException)
+        {
+            return body.Length / 4 + 1;
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(chars);
+        }
+    }
+
+    private long Walk(ReadOnlySpan<byte> body, char[] chars)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 256 });
+        long tokens = 3; // every request is primed with a few tokens
+        var contentDepth = -1;  // depth of the top-level content property being counted, -1 outside
+        var schemaDepth = -1;   // inside tool/format definitions property names are read by the model too
+        var lastProperty = ScanKey.Other;
+
+        while (reader.Read())
+        {
+            var depth = reader.CurrentDepth;
+            if (contentDepth >= 0 && depth <= contentDepth && reader.TokenType is JsonTokenType.PropertyName or JsonTokenType.EndObject)
+            {
+                contentDepth = -1;
+                schemaDepth = -1;
+            }
+
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.PropertyName:
+                    if (depth == 1)
+                    {
+                        var top = Classify(ref reader);
+                        if (top is ScanKey.Content or ScanKey.Schema)
+                        {
+                            contentDepth = 1;
+                            schemaDepth = top == ScanKey.Schema ? 1 : -1;
+                        }
+                        else
+                        {
+                            reader.Read();
+                            reader.Skip();
+                        }
+
+                        lastProperty = ScanKey.Other;
+                        break;
+                    }
+
+                    lastProperty = Classify(ref reader);
+                    if (schemaDepth >= 0)
+                    {
+                        tokens += CountValue(ref reader, chars);
+                    }
+
+                    break;
+                case JsonTokenType.StartObject when contentDepth >= 0 && depth == contentDepth + 1:
+                    tokens += PerMessageTokens;
+                    break;
+                case JsonTokenType.String when contentDepth >= 0:
+                    tokens += lastProperty switch
+                    {
+                        ScanKey.Image => ImageTokens,
+                        ScanKey.FileData => reader.ValueSpan.Length / 4,
+                        ScanKey.Ignored => 0,
+                        _ => CountValue(ref reader, chars),
+                    };
+                    break;
+            }
+        }
+
+        return tokens;
+    }
+
+    private int CountValue(ref Utf8JsonReader reader, char[] chars)
+    {
+        var length = reader.CopyString(chars);
+        return Count(chars.AsSpan(0, length));
+    }
+
+    private static ScanKey Classify(ref Utf8JsonReader reader)
+    {
+        if (reader.ValueTextEquals("input"u8) || reader.ValueTextEquals("instructions"u8) || reader.ValueTextEquals("messages"u8)
+            || reader.ValueTextEquals("prompt"u8))
+        {
+            return ScanKey.Content;
+        }
+
+        if (reader.ValueTextEquals("tools"u8) || reader.ValueTextEquals("text"u8) || reader.ValueTextEquals("response_format"u8)
+            || reader.ValueTextEquals("functions"u8))
+        {
+            return ScanKey.Schema;
+        }
+
+        if (reader.ValueTextEquals("image_url"u8))
+        {
+            return ScanKey.Image;
+        }
+
+        if (reader.ValueTextEquals("file_data"u8) || reader.ValueTextEquals("data"u8))
+        {
+            return ScanKey.FileData;
+        }
+
+        if (reader.ValueTextEquals("type"u8) || reader.ValueTextEquals("role"u8) || reader.ValueTextEquals("id"u8)
+            || reader.ValueTextEquals("call_id"u8) || reader.ValueTextEquals("file_id"u8) || reader.ValueTextEquals("detail"u8)
+            || reader.ValueTextEquals("status"u8))
+        {
+            return ScanKey.Ignored;
+        }
+
+        return ScanKey.Other;
+    }
+
+    private enum ScanKey : byte
+    {
+        Other,
+        Content,
+        Schema,
+        Image,
+        FileData,
+        Ignored,
+    }
+}
+
+/// <summary>
+/// Counts the output tokens of text already forwarded to the client, for streams that end without usage.
+/// Text is batched in a pooled buffer and tokenized a batch at a time, so per-event cost is a copy;
+/// a word split across two batches may count one token extra (under 0.1% at the batch size used).
+/// </summary>
+internal sealed class OutputTokenTally(TokenCounter counter)
+{
+    private const int BatchChars = 8192;
+    private char[]? _batch;
+    private int _length;
+    private long _tokens;
+    private bool _any;
+
+    public bool HasText => _any;
+
+    public void AddJsonString(ReadOnlySpan<byte> raw)
+    {
+        if (raw.IsEmpty)
+        {
+            return;
+        }
+
+        _any = true;
+        _batch ??= ArrayPool<char>.Shared.Rent(BatchChars);
+        if (_length + raw.Length > _batch.Length)
+        {
+            Flush();
+            if (raw.Length > _batch.Length)
+            {
+                var large = ArrayPool<char>.Shared.Rent(raw.Length);
+                _tokens += counter.Count(large.AsSpan(0, JsonText.DecodeTo(raw, large)));
+                ArrayPool<char>.Shared.Return(large);
+                return;
+            }
+        }
+
+        _length += JsonText.DecodeTo(raw, _batch.AsSpan(_length));
+    }
+
+    public long Total()
+    {
+        Flush();
+        return _tokens;
+    }
+
+    private void Flush()
+    {
+        if (_length > 0 && _batch is not null)
+        {
+            _tokens += counter.Count(_batch.AsSpan(0, _length));
+            _length = 0;
+        }
+    }
+
+    /// <summary>Forgets everything and returns the batch buffer to the pool.</summary>
+    public void Reset()
+    {
+        if (_batch is not null)
+        {
+            ArrayPool<char>.Shared.Return(_batch);
+            _batch = null;
+        }
+
+        _length = 0;
+        _tokens = 0;
+        _any = false;
+    }
+}
