@@ -1,2 +1,34 @@
-var app = WebApplication.CreateBuilder(args).Build();
-app.Run();
+// Standalone fake OpenAI upstream: dotnet run --project tests/FakeUpstream -- --urls http://127.0.0.1:9090
+// Configuration (command line, environment, appsettings): --urls / ASPNETCORE_URLS, FakeUpstream:RecordRequests
+// (default false: benchmarks must not grow memory), FakeUpstream:RecordingsPath, FakeUpstream:DefaultDeltas,
+// FakeUpstream:DefaultDelayMs, FakeUpstream:MaxStoredObjects.
+namespace FakeUpstream;
+
+/// <summary>Entry point of the standalone fake (a named class so it never clashes with the gateway's Program in tests).</summary>
+internal static class FakeUpstreamProgram
+{
+    public static async Task Main(string[] args)
+    {
+        var builder = WebApplication.CreateSlimBuilder(args);
+        var section = builder.Configuration.GetSection("FakeUpstream");
+        var defaults = new FakeUpstreamSettings();
+        var settings = defaults with
+        {
+            RecordRequests = section.GetValue("RecordRequests", false),
+            RecordingsPath = section["RecordingsPath"],
+            DefaultDeltas = section.GetValue("DefaultDeltas", defaults.DefaultDeltas),
+            DefaultDelayMs = section.GetValue("DefaultDelayMs", defaults.DefaultDelayMs),
+            MaxStoredObjects = section.GetValue("MaxStoredObjects", defaults.MaxStoredObjects),
+        };
+
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]))
+        {
+            builder.WebHost.UseUrls("http://127.0.0.1:9090");
+        }
+
+        FakeApp.ConfigureBuilder(builder);
+        var app = builder.Build();
+        FakeApp.Map(app, new FakeUpstreamState(settings));
+        await app.RunAsync();
+    }
+}

@@ -12,6 +12,12 @@ internal static class GatewayConfigurationExtensions
     {
         var explicitFile = Environment.GetEnvironmentVariable("GATEWAY_CONFIG");
         string contentRoot;
+        if (args.Any(a => a.StartsWith("--contentRoot", StringComparison.OrdinalIgnoreCase)))
+        {
+            // A host (the test factory) chose the content root already.
+            return new WebApplicationOptions { Args = args };
+        }
+
         if (!string.IsNullOrEmpty(explicitFile))
         {
             contentRoot = Path.GetDirectoryName(Path.GetFullPath(explicitFile))!;

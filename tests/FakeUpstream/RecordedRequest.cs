@@ -1,0 +1,18 @@
+namespace FakeUpstream;
+
+/// <summary>One request as the fake received it (before authentication), for test assertions.</summary>
+/// <param name="Headers">Request headers; keys are case-insensitive.</param>
+/// <param name="Body">Raw request body bytes (empty when there was none).</param>
+public sealed record RecordedRequest(
+    string Method,
+    string PathAndQuery,
+    IReadOnlyDictionary<string, string[]> Headers,
+    byte[] Body,
+    DateTimeOffset ReceivedAt)
+{
+    /// <summary>The body decoded as UTF-8 (convenience for assertions and logs).</summary>
+    public string BodyText => System.Text.Encoding.UTF8.GetString(Body);
+
+    /// <summary>First value of a header, or null.</summary>
+    public string? Header(string name) => Headers.TryGetValue(name, out var values) && values.Length > 0 ? values[0] : null;
+}

@@ -1,0 +1,67 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Serilog.Core;
+using Serilog.Events;
+using Serilog.Formatting.Compact;
+
+namespace Gateway.Tests.Infrastructure;
+
+/// <summary>
+/// A Serilog sink the gateway picks up from DI (<c>ReadFrom.Services</c>): every event is rendered exactly as the
+/// production console sink renders it (CLEF), so tests assert on the very lines ops teams read.
+/// </summary>
+public sealed class LogCapture : ILogEventSink
+{
+    private readonly CompactJsonFormatter _formatter = new();
+    private readonly ConcurrentQueue<string> _lines = new();
+
+    public void Emit(LogEvent logEvent)
+    {
+        using var writer = new StringWriter();
+        _formatter.Format(logEvent, writer);
+        _lines.Enqueue(writer.ToString().TrimEnd('\n', '\r'));
+    }
+
+    public IReadOnlyList<string> Lines => _lines.ToArray();
+
+    public string AllText => string.Join('\n', _lines);
+
+    public IReadOnlyList<JsonElement> Events => _lines.Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToArray();
+
+    public IReadOnlyList<JsonElement> UsageEvents =>
+        Events.Where(e => e.TryGetProperty("EventId", out var id) && id.TryGetProperty("Name", out var name) && name.GetString() == "Usage").ToArray();
+
+    /// <summary>Waits until at least <paramref name="count"/> usage events were written (they are written as requests finish).</summary>
+    public async Task<IReadOnlyList<JsonElement>> WaitForUsageEventsAsync(int count, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
+        while (true)
+        {
+            var events = UsageEvents;
+            if (events.Count >= count || DateTime.UtcNow > deadline)
+            {
+                return events;
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    public async Task<JsonElement> SingleUsageEventAsync(string requestId, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
+        while (true)
+        {
+            var matches = UsageEvents.Where(e => e.GetProperty("RequestId").GetString() == requestId).ToArray();
+            if (matches.Length > 0 || DateTime.UtcNow > deadline)
+            {
+                Assert.Single(matches);
+                await Task.Delay(100); // a second event for the same request would be a defect: give it the chance to show
+                Assert.Single(UsageEvents, e => e.GetProperty("RequestId").GetString() == requestId);
+                return matches[0];
+            }
+
+            await Task.Delay(20);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+using Gateway.Quotas;
+
+namespace Gateway.Tests.Quotas;
+
+public sealed class RateLimitHeadersTests
+{
+    [Theory]
+    [InlineData(20, "20ms")]
+    [InlineData(1000, "1s")]
+    [InlineData(1500, "1.5s")]
+    [InlineData(360_000, "6m0s")]
+    [InlineData(3_723_000, "1h2m3s")]
+    [InlineData(0, "0s")]
+    public void FormatDuration_MatchesOpenAIGoDurations(int milliseconds, string expected)
+    {
+        Assert.Equal(expected, RateLimitHeaders.FormatDuration(TimeSpan.FromMilliseconds(milliseconds)));
+    }
+}
