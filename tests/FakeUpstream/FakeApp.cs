@@ -16,6 +16,18 @@ internal static class FakeApp
     public static void Map(WebApplication app, FakeUpstreamState state)
     {
         state.Stopping = app.Lifetime.ApplicationStopping;
+
+        // Azure OpenAI's v1 surface lives under /openai/v1: serve it as /v1 (GetEncodedPathAndQuery keeps the full path).
+        app.Use((context, next) =>
+        {
+            if (context.Request.Path.StartsWithSegments("/openai", StringComparison.Ordinal, out var rest) && rest.StartsWithSegments("/v1", StringComparison.Ordinal))
+            {
+                context.Request.PathBase = context.Request.PathBase.Add("/openai");
+                context.Request.Path = rest;
+            }
+
+            return next(context);
+        });
         app.Use((context, next) => context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal)
             ? InvokeOpenAiAsync(context, next, state)
             : next(context));
@@ -52,7 +64,7 @@ internal static class FakeApp
             return;
         }
 
-        if (!IsAuthorized(context.Request.Headers.Authorization))
+        if (!IsAuthorized(context.Request.Headers.Authorization) && !(context.Request.PathBase.HasValue && context.Request.Headers.ContainsKey("api-key")))
         {
             await WriteUnauthorizedAsync(context);
             return;
