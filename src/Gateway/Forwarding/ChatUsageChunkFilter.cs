@@ -145,7 +145,7 @@ internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
         }
 
         var jsonStart = dataField + 5;
-        var json = evt.Slice(jsonStart, lineEnd);
+        var json = evt.Slice(jsonStart, lineEnd - 5).TrimEnd((byte)'\r');
         var (cutStart, cutEnd) = FindNullUsage(json);
         if (cutStart < 0)
         {
