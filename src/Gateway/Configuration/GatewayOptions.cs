@@ -44,6 +44,12 @@ internal sealed class UpstreamOptions
 
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// <c>auto</c> (HTTP/2 over TLS when the upstream offers it, else HTTP/1.1), <c>1.1</c>, or <c>2</c> (HTTP/2 only,
+    /// also in cleartext with prior knowledge: thousands of streams share a few connections).
+    /// </summary>
+    public string HttpVersion { get; init; } = "auto";
+
     /// <summary>Send upstream requests through the proxy named by HTTPS_PROXY/HTTP_PROXY.</summary>
     public bool UseSystemProxy { get; init; }
 }

@@ -76,6 +76,11 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             failures.Add($"Gateway:Upstream:AuthHeader '{upstream.AuthHeader}' must be \"Authorization\" (OpenAI) or \"api-key\" (Azure OpenAI).");
         }
 
+        if (upstream.HttpVersion is not ("auto" or "1.1" or "2"))
+        {
+            failures.Add($"Gateway:Upstream:HttpVersion '{upstream.HttpVersion}' must be \"auto\", \"1.1\" or \"2\".");
+        }
+
         if (upstream.ActivityTimeout <= TimeSpan.Zero)
         {
             failures.Add("Gateway:Upstream:ActivityTimeout must be a positive duration such as \"00:10:00\".");

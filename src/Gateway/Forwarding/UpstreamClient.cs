@@ -33,7 +33,8 @@ internal sealed class UpstreamClient : IDisposable
         var current = _state;
         var upstream = options.Upstream;
         if (current.Source.BaseUrl == upstream.BaseUrl && current.Source.ActivityTimeout == upstream.ActivityTimeout
-            && current.Source.ConnectTimeout == upstream.ConnectTimeout && current.Source.UseSystemProxy == upstream.UseSystemProxy)
+            && current.Source.ConnectTimeout == upstream.ConnectTimeout && current.Source.UseSystemProxy == upstream.UseSystemProxy
+            && current.Source.HttpVersion == upstream.HttpVersion)
         {
             return;
         }
@@ -61,8 +62,8 @@ internal sealed class UpstreamClient : IDisposable
         var config = new ForwarderRequestConfig
         {
             ActivityTimeout = upstream.ActivityTimeout,
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+            Version = upstream.HttpVersion == "1.1" ? HttpVersion.Version11 : HttpVersion.Version20,
+            VersionPolicy = upstream.HttpVersion == "2" ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
         };
 
         return new State(new HttpMessageInvoker(handler, disposeHandler: true), config, upstream.BaseUrl.TrimEnd('/'), upstream);

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Benchmarks: direct vs nginx vs gateway vs gateway+redis, in one run, alternating targets round by round.
+#   bash bench/run.sh            full run (~10 min): wrk rounds, streaming, 10,000 open streams, micro-benchmarks
+#   bash bench/run.sh --smoke    a few seconds per step, to keep the harness from rotting (CI may run it; no timing is judged)
+# Everything listens on 127.0.0.1 only. The load generator runs on CPU 0, every target (and the fake upstream) on CPU 1.
+# Results: bench/results/<timestamp>/summary.md (and raw outputs beside it).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK="$ROOT/bench/.work"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT="$ROOT/bench/results/$STAMP"
+SMOKE=0; ROUNDS=5; DURATION=10; CONNECTIONS=64; OPEN_STREAMS=10000; MICRO=1
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) SMOKE=1; ROUNDS=1; DURATION=2; CONNECTIONS=16; OPEN_STREAMS=200; MICRO=0 ;;
+    --no-micro) MICRO=0 ;;
+    --rounds=*) ROUNDS="${arg#*=}" ;;
+    --duration=*) DURATION="${arg#*=}" ;;
+    *) echo "unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+LOAD_CPU=0; TARGET_CPU=1
+if [ "$(nproc)" -lt 2 ]; then LOAD_CPU=0; TARGET_CPU=0; fi
+P_FAKE=18080; P_NGINX=18081; P_GW=18082; P_GWR=18083; P_REDIS=16379; P_FAKE2=18090; P_GW10K=18084
+KEY=gwk_bench_key
+mkdir -p "$WORK" "$OUT"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need nginx || ! need redis-server; then
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light redis-server >/dev/null;
+  else echo "install wrk, nginx and redis-server first" >&2; exit 1; fi
+fi
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+echo "== building (Release)"
+dotnet publish "$ROOT/src/Gateway" -c Release -o "$WORK/gateway" --nologo -v q
+dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q
+dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q
+
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+on_target() { taskset -c "$TARGET_CPU" "$@"; }
+on_load() { taskset -c "$LOAD_CPU" "$@"; }
+
+HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
+cat > "$WORK/gateway.json" <<JSON
+{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
+    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
+                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 },
+    "MaxOutputTokens": 4096 } } },
+  "Serilog": { "MinimumLevel": { "Default": "Information" } } }
+JSON
+
+echo "== starting services"
+on_target redis-server --port $P_REDIS --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 & PIDS+=($!)
+on_target dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >"$WORK/fake.log" 2>&1 & PIDS+=($!)
+mkdir -p "$WORK/nginx"
+sed -e "s#__WORK__#$WORK#g" -e "s#__PORT__#$P_NGINX#g" -e "s#__UPSTREAM_PORT__#$P_FAKE#g" "$ROOT/bench/nginx.conf.template" >"$WORK/nginx/nginx.conf"
+on_target nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/stdout.log" 2>&1 & PIDS+=($!)
+start_gateway() { # port redis|"" log [extra env...]
+  local port=$1 redis=$2 log=$3; shift 3
+  env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
+      ConnectionStrings__Redis="$redis" Urls="http://127.0.0.1:$port" "$@" \
+      taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$log" 2>&1 &
+  PIDS+=($!)
+}
+start_gateway $P_GW "" "$WORK/gateway.log"
+start_gateway $P_GWR "127.0.0.1:$P_REDIS" "$WORK/gateway-redis.log"
+for p in $P_REDIS $P_FAKE $P_NGINX $P_GW $P_GWR; do wait_port $p; done
+
+declare -A URL=( [direct]="http://127.0.0.1:$P_FAKE" [nginx]="http://127.0.0.1:$P_NGINX" [gateway]="http://127.0.0.1:$P_GW" [gateway+redis]="http://127.0.0.1:$P_GWR" )
+TARGETS=(direct nginx gateway gateway+redis)
+
+{
+  echo "# Benchmark run $STAMP"
+  echo
+  echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), kernel $(uname -r), $(free -g | awk '/Mem:/{print $2}') GiB"
+  echo "- dotnet $(dotnet --version), $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), redis $(redis-server --version | awk '{print $3}')"
+  echo "- pinning: load generator on CPU $LOAD_CPU; fake upstream, nginx, gateways, redis on CPU $TARGET_CPU"
+  echo "- wrk: 1 thread, $CONNECTIONS connections, ${DURATION}s per round, $ROUNDS rounds, targets alternating each round; body: bench/post-responses.lua"
+  echo "- gateway: every feature on (key auth, quotas with all limits set, usage extraction, usage events to a file, metrics)"
+  echo
+} >"$OUT/summary.md"
+
+echo "== warm-up"
+for t in "${TARGETS[@]}"; do on_load wrk -t1 -c"$CONNECTIONS" -d2s -s "$ROOT/bench/post-responses.lua" "${URL[$t]}/v1/responses" >/dev/null; done
+
+echo "== non-streamed (wrk)"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    on_load wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/post-responses.lua" "${URL[$t]}/v1/responses" >"$OUT/wrk-$t-$r.txt"
+    rps=$(awk '/Requests\/sec/{print $2}' "$OUT/wrk-$t-$r.txt")
+    echo "round $r $t: $rps req/s"
+  done
+done
+
+to_ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v }'; }
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+{
+  echo "## Non-streamed POST /v1/responses (wrk, median of $ROUNDS rounds)"
+  echo
+  echo "| target | req/s | ratio to direct | p50 ms | p99 ms |"
+  echo "|---|---|---|---|---|"
+} >>"$OUT/summary.md"
+direct_rps=""
+for t in "${TARGETS[@]}"; do
+  rps=$(for r in $(seq 1 "$ROUNDS"); do awk '/Requests\/sec/{print $2}' "$OUT/wrk-$t-$r.txt"; done | median)
+  p50=$(for r in $(seq 1 "$ROUNDS"); do to_ms "$(awk '$1=="50%"{print $2}' "$OUT/wrk-$t-$r.txt")"; done | median)
+  p99=$(for r in $(seq 1 "$ROUNDS"); do to_ms "$(awk '$1=="99%"{print $2}' "$OUT/wrk-$t-$r.txt")"; done | median)
+  [ -z "$direct_rps" ] && direct_rps=$rps
+  ratio=$(awk -v a="$rps" -v b="$direct_rps" 'BEGIN{printf "%.2f", a/b}')
+  echo "| $t | $rps | $ratio | $p50 | $p99 |" >>"$OUT/summary.md"
+done
+
+echo "== streamed"
+STREAM_REQ=$([ $SMOKE -eq 1 ] && echo 200 || echo 3000)
+{
+  echo
+  echo "## Streamed POST /v1/responses (LoadClient: 32 concurrent streams of 20 events, $STREAM_REQ streams per round, median of rounds)"
+  echo
+  echo "| target | streams/s | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | incomplete |"
+  echo "|---|---|---|---|---|---|---|"
+} >>"$OUT/summary.md"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    on_load dotnet "$WORK/client/LoadClient.dll" stream --url "${URL[$t]}/v1" --key "$KEY" --concurrency 32 --requests "$STREAM_REQ" --events 20 >"$OUT/stream-$t-$r.json" || true
+  done
+done
+for t in "${TARGETS[@]}"; do
+  field() { for r in $(seq 1 "$ROUNDS"); do python3 -c "import json,sys;print(json.load(open('$OUT/stream-$t-'+'$r'+'.json'))['$1'])" 2>/dev/null || true; done | median; }
+  echo "| $t | $(field streams_per_second) | $(field ttfb_p50_ms) | $(field ttfb_p99_ms) | $(field total_p50_ms) | $(field total_p99_ms) | $(field incomplete) |" >>"$OUT/summary.md"
+done
+
+echo "== $OPEN_STREAMS open streams"
+# The upstream side uses HTTP/2 (as to api.openai.com): $OPEN_STREAMS streams share a few connections, so the
+# gateway's file descriptors stay under this sandbox's limit of $(ulimit -n).
+on_target dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE2" --Kestrel:EndpointDefaults:Protocols=Http2 \
+  --Kestrel:Limits:Http2:MaxStreamsPerConnection=1000 >"$WORK/fake-h2.log" 2>&1 & PIDS+=($!)
+wait_port $P_FAKE2
+env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE2/v1" \
+    Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" \
+    taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$WORK/gateway-10k.log" 2>&1 &
+GW10K=$!; PIDS+=($GW10K)
+wait_port $P_GW10K
+EVENTS=$([ $SMOKE -eq 1 ] && echo 5 || echo 30)
+peak=0
+( while kill -0 $GW10K 2>/dev/null; do awk '/VmRSS/{print $2}' /proc/$GW10K/status; sleep 0.5; done ) >"$OUT/rss-10k.txt" & SAMPLER=$!
+on_load dotnet "$WORK/client/LoadClient.dll" open-streams --url "http://127.0.0.1:$P_GW10K/v1" --key "$KEY" --count "$OPEN_STREAMS" \
+  --events "$EVENTS" --delay-ms 1000 --ramp-seconds "$([ $SMOKE -eq 1 ] && echo 2 || echo 20)" >"$OUT/open-streams.json" || true
+sleep 2; kill $SAMPLER 2>/dev/null || true
+peak=$(sort -n "$OUT/rss-10k.txt" | tail -1)
+usage_events=$(grep -c '"Name":"Usage"' "$WORK/gateway-10k.log" || true)
+completed_events=$(grep '"Name":"Usage"' "$WORK/gateway-10k.log" | grep -c '"Outcome":"completed"' || true)
+{
+  echo
+  echo "## $OPEN_STREAMS concurrent open streams through the gateway ($EVENTS events, 1 s apart; upstream over HTTP/2)"
+  echo
+  echo "- client: $(cat "$OUT/open-streams.json")"
+  echo "- gateway peak RSS: $((peak / 1024)) MiB"
+  echo "- usage events written: $usage_events (completed: $completed_events)"
+} >>"$OUT/summary.md"
+
+if [ $MICRO -eq 1 ]; then
+  echo "== micro-benchmarks (BenchmarkDotNet)"
+  (cd "$ROOT" && taskset -c "$TARGET_CPU" dotnet run -c Release --project bench/Gateway.Benchmarks -- --filter '*' --exporters github --artifacts "$OUT/micro" >"$OUT/micro.log" 2>&1) || echo "micro-benchmarks failed, see $OUT/micro.log"
+  {
+    echo
+    echo "## Micro-benchmarks (BenchmarkDotNet, CPU $TARGET_CPU)"
+    echo
+    for f in "$OUT"/micro/results/*-report-github.md; do [ -f "$f" ] && sed -n '/^|/p' "$f" && echo; done
+  } >>"$OUT/summary.md"
+fi
+
+echo
+cat "$OUT/summary.md"
+echo
+echo "results: $OUT"
