@@ -1,34 +1,31 @@
 using Gateway.Hosting;
 using Gateway.Observability;
-using Microsoft.Extensions.Options;
 
 if (GatewayEndpointExtensions.TryRunCommand(args, out var exitCode))
 {
     return exitCode;
 }
 
-var builder = WebApplication.CreateBuilder(GatewayConfigurationExtensions.ResolveOptions(args));
-builder.AddGatewayConfiguration();
-builder.AddGatewayLogging();
-builder.AddGatewayServices();
-
-var app = builder.Build();
-app.MapGateway();
-
 try
 {
+    // Building the host resolves the validated settings (the shutdown timeout depends on them), so a bad
+    // configuration surfaces here, inside the try, as well as later while the host starts.
+    var builder = WebApplication.CreateBuilder(GatewayConfigurationExtensions.ResolveOptions(args));
+    builder.AddGatewayConfiguration();
+    builder.AddGatewayLogging();
+    builder.AddGatewayServices();
+
+    var app = builder.Build();
+    app.MapGateway();
+
+    // Returns after a graceful drain (SIGTERM/SIGINT); disposing the host flushes every buffered log event.
     await app.RunAsync();
     return 0;
 }
-catch (OptionsValidationException ex)
+catch (Exception ex) when (StartupFailure.Describe(ex) is { } failures)
 {
     // A configuration mistake: say which key and how to fix it, without a stack trace.
-    await Console.Error.WriteLineAsync("The gateway cannot start: the configuration is invalid.");
-    foreach (var failure in ex.Failures)
-    {
-        await Console.Error.WriteLineAsync("  - " + failure);
-    }
-
+    await StartupFailure.WriteAsync(Console.Error, failures);
     return 1;
 }
 

@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+#
+# The LLM API gateway as a container image.
+#
+#   docker build -t llm-gateway .                                        # the gateway (the last stage, the default)
+#   docker build --target fake-upstream -t llm-gateway-fake-upstream .   # the fake OpenAI API, for demos only
+#
+# The gateway is published with the README's "Publish / container" command, unchanged, so the command the tests
+# exercise is the one that builds this image. The final image holds the published output only: no SDK, no source.
+# It runs as the non-root user "app" (UID 1654) of the chiseled image (no shell, no package manager) on port 8080.
+
+ARG SDK_IMAGE=mcr.microsoft.com/dotnet/sdk:10.0
+ARG RUNTIME_IMAGE=mcr.microsoft.com/dotnet/aspnet:10.0-noble-chiseled
+
+# ---- build: restore (cached until a project file or package version changes), then publish ----
+FROM ${SDK_IMAGE} AS build
+ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+WORKDIR /src
+COPY Directory.Build.props Directory.Packages.props appsettings.json ./
+COPY src/Gateway/Gateway.csproj src/Gateway/
+RUN dotnet restore src/Gateway
+COPY src/Gateway/ src/Gateway/
+RUN dotnet publish src/Gateway -c Release -o out/gateway
+
+# ---- fake upstream (docker compose --profile demo): never part of the gateway image ----
+FROM ${SDK_IMAGE} AS fake-build
+ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+WORKDIR /src
+COPY Directory.Build.props Directory.Packages.props ./
+COPY tests/FakeUpstream/ tests/FakeUpstream/
+RUN dotnet publish tests/FakeUpstream -c Release -o out/fake-upstream
+
+FROM ${RUNTIME_IMAGE} AS fake-upstream
+WORKDIR /app
+COPY --from=fake-build /src/out/fake-upstream ./
+COPY tests/Fixtures/openai-recordings/ Fixtures/openai-recordings/
+USER $APP_UID
+EXPOSE 9090
+ENTRYPOINT ["dotnet", "FakeUpstream.dll", "--urls", "http://+:9090"]
+
+# ---- the gateway image (last stage: what `docker build .` produces) ----
+FROM ${RUNTIME_IMAGE} AS gateway
+WORKDIR /app
+COPY --from=build /src/out/gateway ./
+# The listening address comes from the configuration (Urls, default http://+:8080); an empty ASPNETCORE_HTTP_PORTS
+# keeps Kestrel from warning that Urls overrides the base image's port setting.
+ENV ASPNETCORE_HTTP_PORTS= \
+    DOTNET_CLI_TELEMETRY_OPTOUT=1
+# Numeric, so Kubernetes' runAsNonRoot can verify it without a runAsUser.
+USER $APP_UID
+EXPOSE 8080
+# /app/appsettings.json is the configuration (mount yours over it, or set GATEWAY_CONFIG); environment variables
+# override any key (Gateway__Upstream__BaseUrl). SIGTERM drains: see docs/operations.md.
+ENTRYPOINT ["dotnet", "Gateway.dll"]

@@ -1,0 +1,64 @@
+using Gateway.Tests.Infrastructure;
+
+namespace Gateway.Tests.Hosting;
+
+/// <summary>
+/// A bad setting stops the published gateway at start with exit code 1 and a message that names the key and the fix
+/// on stderr: no stack trace, never a listening socket. Settings come from environment variables, as in a cluster.
+/// </summary>
+public sealed class StartupValidationTests
+{
+    [Theory]
+    [InlineData("Gateway__Tenants__x__KeyHashes__0", "not-a-sha256-digest", "Gateway:Tenants:x:KeyHashes:0 is not a lowercase hex SHA-256 digest", "new-key")]
+    [InlineData("Gateway__Shutdown__DrainTimeout", "soon", "Gateway:Shutdown:DrainTimeout has the value 'soon'", "hh:mm:ss")]
+    [InlineData("Gateway__Quotas__OnStoreFailure", "Maybe", "Gateway:Quotas:OnStoreFailure has the value 'Maybe'", "Allow, Deny")]
+    [InlineData("Gateway__Upstream__BaseUrl", "api.openai.com/v1", "Gateway:Upstream:BaseUrl 'api.openai.com/v1' is not an absolute http(s) URL", "https://api.openai.com/v1")]
+    public async Task BadSetting_ProcessExitsWithOne_MessageNamesKeyAndFix(string variable, string value, string problem, string fix)
+    {
+        await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>
+        {
+            ["OPENAI_API_KEY"] = TestKeys.UpstreamKey,
+            [variable] = value,
+        });
+
+        var exitCode = await gateway.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        AssertReadableConfigurationFailure(gateway, exitCode, problem, fix);
+    }
+
+    [Fact]
+    public async Task UpstreamKeyFileMissing_ProcessExitsWithOne_MessageNamesKeyAndFix()
+    {
+        // The Secret is not mounted (wrong name, wrong path): say so, rather than start and answer 401s from upstream.
+        await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>
+        {
+            ["Gateway__Upstream__ApiKeyFile"] = "/nonexistent/llm-gateway/api-key",
+        });
+
+        var exitCode = await gateway.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        AssertReadableConfigurationFailure(gateway, exitCode, "Gateway:Upstream:ApiKeyFile '/nonexistent/llm-gateway/api-key' does not exist", "mount the secret");
+    }
+
+    [Fact]
+    public async Task NoUpstreamKeyAtAll_ProcessExitsWithOne_MessageListsTheThreeWays()
+    {
+        await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>());
+
+        var exitCode = await gateway.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        AssertReadableConfigurationFailure(gateway, exitCode, "No upstream API key", "Gateway:Upstream:ApiKeyFile");
+    }
+
+    private static void AssertReadableConfigurationFailure(GatewayProcess gateway, int exitCode, string problem, string fix)
+    {
+        Assert.True(exitCode == 1, $"exit code {exitCode}\nstderr:\n{gateway.Stderr}");
+        var stderr = gateway.Stderr;
+        Assert.StartsWith("The gateway cannot start: the configuration is invalid.", stderr, StringComparison.Ordinal);
+        var failure = Assert.Single(stderr.Split('\n'), l => l.Contains(problem, StringComparison.Ordinal));
+        Assert.Contains(fix, failure, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(gateway.StdoutLines, l => l.Contains("ListeningOnAddress", StringComparison.Ordinal));
+    }
+}
