@@ -7,7 +7,7 @@ using Gateway.SharedState;
 using Gateway.Tenants;
 using Gateway.Usage;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Configuration;
 
 namespace Gateway.Benchmarks;
 
@@ -138,29 +138,21 @@ public class KeyLookupBenchmark
     [GlobalSetup]
     public void Setup()
     {
-        var options = new GatewayOptions { Upstream = new UpstreamOptions { ApiKey = "bench" } };
+        var values = new Dictionary<string, string?> { ["Gateway:Upstream:ApiKey"] = "bench" };
         for (var i = 0; i < 1000; i++)
         {
             var key = $"gwk_bench_key_{i:D6}_padding_to_a_realistic_length";
-            options.Tenants[$"tenant-{i}"] = new TenantOptions { KeyHashes = [GatewayKeyCommand.Hash(key)] };
+            values[$"Gateway:Tenants:tenant-{i}:KeyHashes:0"] = GatewayKeyCommand.Hash(key);
             _key = key;
         }
 
-        var settings = new GatewaySettings(new StaticMonitor(options), new GatewayOptionsValidator(new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build()), NullLogger<GatewaySettings>.Instance);
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+        var settings = new GatewaySettings(configuration, new GatewayOptionsValidator(configuration), NullLogger<GatewaySettings>.Instance);
         _directory = new TenantDirectory(settings, NullLogger<TenantDirectory>.Instance);
     }
 
     [Benchmark(Description = "key → tenant (1,000 tenants)")]
     public bool Lookup() => _directory.FindByKey(_key) is not null;
-
-    private sealed class StaticMonitor(GatewayOptions value) : IOptionsMonitor<GatewayOptions>
-    {
-        public GatewayOptions CurrentValue => value;
-
-        public GatewayOptions Get(string? name) => value;
-
-        public IDisposable? OnChange(Action<GatewayOptions, string?> listener) => null;
-    }
 }
 
 [MemoryDiagnoser]

@@ -1,24 +1,28 @@
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
 
 namespace Gateway.Configuration;
 
 /// <summary>
-/// The current, validated <see cref="GatewayOptions"/>. The configuration file is reloaded on change; a
-/// change that fails validation is logged and ignored, so a typo in a live edit never takes the gateway down.
-/// (Registering the validator with IOptionsMonitor instead would throw from the file watcher's callback.)
+/// The current, validated <see cref="GatewayOptions"/>. The configuration file is reloaded on change; a change that
+/// does not bind (e.g. <c>"DrainTimeout": "soon"</c>) or fails validation is logged and ignored, so a typo in a live
+/// edit never takes the gateway down. The section is bound here rather than through IOptionsMonitor, whose binding
+/// errors would be thrown (and lost) inside the file watcher's callback.
 /// </summary>
 internal sealed class GatewaySettings : IDisposable
 {
+    private readonly IConfiguration _configuration;
     private readonly GatewayOptionsValidator _validator;
     private readonly ILogger<GatewaySettings> _logger;
-    private readonly IDisposable? _registration;
+    private readonly IDisposable _registration;
     private volatile GatewayOptions _current;
 
-    public GatewaySettings(IOptionsMonitor<GatewayOptions> monitor, GatewayOptionsValidator validator, ILogger<GatewaySettings> logger)
+    public GatewaySettings(IConfiguration configuration, GatewayOptionsValidator validator, ILogger<GatewaySettings> logger)
     {
+        _configuration = configuration;
         _validator = validator;
         _logger = logger;
-        var initial = monitor.CurrentValue;
+        var initial = Bind(); // binding errors at start propagate: the process must not start on a broken file
         var result = validator.Validate(Options.DefaultName, initial);
         if (result.Failed)
         {
@@ -26,7 +30,7 @@ internal sealed class GatewaySettings : IDisposable
         }
 
         _current = initial;
-        _registration = monitor.OnChange(OnReload);
+        _registration = ChangeToken.OnChange(configuration.GetReloadToken, OnReload);
     }
 
     public GatewayOptions Current => _current;
@@ -34,8 +38,26 @@ internal sealed class GatewaySettings : IDisposable
     /// <summary>Raised after a valid new configuration replaced the current one.</summary>
     public event Action<GatewayOptions>? Changed;
 
-    private void OnReload(GatewayOptions next)
+    private GatewayOptions Bind()
     {
+        var options = new GatewayOptions();
+        _configuration.GetSection(GatewayOptions.SectionName).Bind(options);
+        return options;
+    }
+
+    private void OnReload()
+    {
+        GatewayOptions next;
+        try
+        {
+            next = Bind();
+        }
+        catch (InvalidOperationException ex)
+        {
+            SettingsLog.ReloadRejected(_logger, ex.InnerException?.Message ?? ex.Message);
+            return;
+        }
+
         var result = _validator.Validate(Options.DefaultName, next);
         if (result.Failed)
         {
@@ -48,7 +70,7 @@ internal sealed class GatewaySettings : IDisposable
         Changed?.Invoke(next);
     }
 
-    public void Dispose() => _registration?.Dispose();
+    public void Dispose() => _registration.Dispose();
 }
 
 internal static partial class SettingsLog

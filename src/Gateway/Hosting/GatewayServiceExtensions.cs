@@ -21,7 +21,6 @@ internal static class GatewayServiceExtensions
         var services = builder.Services;
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
 
-        services.AddOptions<GatewayOptions>().BindConfiguration(GatewayOptions.SectionName);
         services.AddSingleton<GatewayOptionsValidator>();
         services.AddSingleton<GatewaySettings>();
         services.TryAddSingletonTimeProvider();
