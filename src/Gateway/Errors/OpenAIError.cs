@@ -1,3 +1,4 @@
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Microsoft.Net.Http.Headers;
 
@@ -9,6 +10,10 @@ namespace Gateway.Errors;
 /// </summary>
 internal sealed record OpenAIError(int StatusCode, string Message, string Type, string? Param = null, string? Code = null)
 {
+    // Escaped as OpenAI escapes: "Response with id 'resp_…' not found." keeps its quotes (not \u0027), so the gateway's
+    // not-found answers are byte for byte the upstream's and do not stand out from them.
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     /// <summary>Extra response headers (retry-after, x-should-retry, ...).</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
 
@@ -72,7 +77,7 @@ internal sealed record OpenAIError(int StatusCode, string Message, string Type, 
     public byte[] ToUtf8Json()
     {
         using var buffer = new MemoryStream(256);
-        using (var writer = new Utf8JsonWriter(buffer))
+        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
         {
             writer.WriteStartObject();
             writer.WriteStartObject("error"u8);

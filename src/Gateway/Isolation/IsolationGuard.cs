@@ -104,7 +104,7 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         (ObjectKind.Conversation, _) => new OpenAIError(StatusCodes.Status404NotFound,
             $"Conversation with id '{id}' not found.", "invalid_request_error"),
         _ => new OpenAIError(StatusCodes.Status404NotFound,
-            $"Chat completion with id '{id}' not found.", "invalid_request_error"),
+            $"No chat completion found with id '{id}'.", "invalid_request_error"),
     };
 }
 

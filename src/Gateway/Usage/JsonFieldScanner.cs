@@ -101,6 +101,9 @@ internal sealed class JsonFieldScanner
 
     public bool Has(ScanField field) => (_present & (1UL << (int)field)) != 0;
 
+    /// <summary>True once the field's value has ended; <see cref="Has"/> is already true while a value is still arriving.</summary>
+    public bool HasComplete(ScanField field) => Has(field) && _capture != field;
+
     /// <summary>The raw bytes of a captured value (strings without quotes, escapes kept).</summary>
     public ReadOnlySpan<byte> Raw(ScanField field) => Has(field) ? _arena.AsSpan(Offsets[(int)field], _lengths[(int)field]) : default;
 

@@ -77,10 +77,19 @@ internal sealed class UsageObserver : IDisposable
                 if (!_scanner.IsComplete && !_scanner.HasFailed)
                 {
                     _scanner.Feed(data);
-                    if (_usage.ObjectId is null && _scanner.Has(ScanField.Id))
+
+                    // Only whole values: a chunk can end inside the id string. The conversation a response names is
+                    // recorded as it passes too (before the rest of the body is released), not only at the end.
+                    if (_usage.ObjectId is null && _scanner.HasComplete(ScanField.Id))
                     {
                         _usage.ObjectId = _scanner.GetString(ScanField.Id);
                         ObjectIdJustSeen = _usage.ObjectId is not null;
+                    }
+
+                    if (_usage.ConversationId is null && _scanner.HasComplete(ScanField.ConversationId))
+                    {
+                        _usage.ConversationId = _scanner.GetString(ScanField.ConversationId);
+                        ObjectIdJustSeen |= _usage.ConversationId is not null;
                     }
                 }
 
@@ -293,6 +302,16 @@ internal sealed class UsageObserver : IDisposable
     }
 
     private void ReadResponsesEvent(JsonFieldScanner s)
+    {
+        var hadConversation = _usage.ConversationId is not null;
+        ReadResponsesEventFields(s);
+        if (!hadConversation && _usage.ConversationId is not null)
+        {
+            ObjectIdJustSeen = true; // a conversation first named after response.created is recorded too
+        }
+    }
+
+    private void ReadResponsesEventFields(JsonFieldScanner s)
     {
         var type = s.Raw(ScanField.Type);
         if (type.SequenceEqual("response.created"u8) || type.SequenceEqual("response.queued"u8) || type.SequenceEqual("response.in_progress"u8))
