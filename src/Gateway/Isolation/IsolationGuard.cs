@@ -70,7 +70,8 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
 
             if (usage.ConversationId is { } conversation)
             {
-                await store.RecordOwnerAsync(conversation, tenant, retention, CancellationToken.None);
+                // OpenAI never expires conversations, so neither does their ownership record.
+                await store.RecordOwnerAsync(conversation, tenant, Timeout.InfiniteTimeSpan, CancellationToken.None);
             }
         }
         catch (StoreUnavailableException)

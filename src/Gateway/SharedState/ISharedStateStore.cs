@@ -27,7 +27,10 @@ internal interface ISharedStateStore
     /// <summary>Current counters of the tenant's windows, for <c>GET /v1/gateway/quota</c>.</summary>
     ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken);
 
-    /// <summary>Records that <paramref name="tenantId"/> created <paramref name="objectId"/> (first writer wins).</summary>
+    /// <summary>
+    /// Records that <paramref name="tenantId"/> created <paramref name="objectId"/> (first writer wins), for
+    /// <paramref name="retention"/>, or for ever when it is <see cref="Timeout.InfiniteTimeSpan"/>.
+    /// </summary>
     ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken);
 
     ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken);

@@ -131,7 +131,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        TryAddOrReplaceExpired(_owners, objectId, new Expiring<string>(tenantId, now + retention), now);
+        var expiresAt = retention == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : now + retention;
+        TryAddOrReplaceExpired(_owners, objectId, new Expiring<string>(tenantId, expiresAt), now);
         return ValueTask.CompletedTask;
     }
 

@@ -140,7 +140,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     }
 
     public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().StringSetAsync(OwnerKey(objectId), tenantId, retention, When.NotExists);
+        await redis.GetDatabase().StringSetAsync(OwnerKey(objectId), tenantId, retention == Timeout.InfiniteTimeSpan ? null : retention, When.NotExists);
 
     public async ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
         await redis.GetDatabase().StringGetAsync(OwnerKey(objectId));
