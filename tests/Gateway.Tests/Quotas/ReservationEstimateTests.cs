@@ -44,6 +44,40 @@ public sealed class ReservationEstimateTests(ITestOutputHelper output)
         }
     }
 
+    public static TheoryData<string> Images => new()
+    {
+        "https://example.com/cat.png",
+        "data:image/png;base64," + Convert.ToBase64String(new byte[30_000].Select((_, i) => (byte)(i * 31 % 251)).ToArray()),
+    };
+
+    /// <summary>An image costs one image's tokens whether it comes by URL or inline, in the Responses or the Chat shape.</summary>
+    [Theory]
+    [MemberData(nameof(Images))]
+    public void InputEstimate_ImageByUrlOrInline_CountsOneImageInBothShapes(string url)
+    {
+        var responses = System.Text.Json.JsonSerializer.Serialize(new
+        {
+            model = "gpt-4o-mini",
+            input = new object[] { new { role = "user", content = new object[] { new { type = "input_text", text = "What is this?" }, new { type = "input_image", image_url = url } } } },
+        });
+        var chat = System.Text.Json.JsonSerializer.Serialize(new
+        {
+            model = "gpt-4o-mini",
+            messages = new object[] { new { role = "user", content = new object[] { new { type = "text", text = "What is this?" }, new { type = "image_url", image_url = new { url, detail = "high" } } } } },
+        });
+        var textOnly = System.Text.Json.JsonSerializer.Serialize(new
+        {
+            model = "gpt-4o-mini",
+            messages = new object[] { new { role = "user", content = new object[] { new { type = "text", text = "What is this?" } } } },
+        });
+
+        var forResponses = Counter.EstimateInput(Encoding.UTF8.GetBytes(responses), 64 * 1024);
+        var forChat = Counter.EstimateInput(Encoding.UTF8.GetBytes(chat), 64 * 1024);
+
+        Assert.Equal(forResponses, forChat);
+        Assert.Equal(Counter.EstimateInput(Encoding.UTF8.GetBytes(textOnly), 64 * 1024) + TokenCounter.ImageTokens, forChat);
+    }
+
     private static long? RealInput(Recordings.Exchange exchange) =>
         Recordings.RecordedUsage(exchange) is { } usage
             ? usage.TryGetProperty("input_tokens", out var input) ? input.GetInt64() : usage.TryGetProperty("prompt_tokens", out var prompt) ? prompt.GetInt64() : null
