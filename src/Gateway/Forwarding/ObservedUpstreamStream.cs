@@ -60,7 +60,14 @@ internal sealed class ObservedUpstreamStream : Stream
         if (buffer.IsEmpty)
         {
             // YARP's zero-byte read: wait for data without holding a buffer.
-            return await _inner.ReadAsync(buffer, cancellationToken);
+            try
+            {
+                return await _inner.ReadAsync(buffer, cancellationToken);
+            }
+            catch (Exception ex) when (IsUpstreamBreak(ex, cancellationToken) && _observer is { Format: BodyFormat.Sse })
+            {
+                return 0; // the next (non-empty) read meets the break and answers it with the error event
+            }
         }
 
         int read;

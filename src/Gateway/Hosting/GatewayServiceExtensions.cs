@@ -38,7 +38,7 @@ internal static class GatewayServiceExtensions
         services.AddSingleton<UsageAccounting>();
         services.AddSingleton<GatewayMetrics>();
 
-        services.AddSharedStateStore(builder.Configuration);
+        services.AddSharedStateStore();
         services.AddSingleton<QuotaService>();
         services.AddSingleton<QuotaEndpoint>();
         services.AddSingleton<IsolationGuard>();
@@ -64,21 +64,18 @@ internal static class GatewayServiceExtensions
         }
     }
 
-    /// <summary>Redis when <c>ConnectionStrings:Redis</c> is set, otherwise the in-process store.</summary>
-    private static void AddSharedStateStore(this IServiceCollection services, ConfigurationManager configuration)
+    /// <summary>
+    /// Redis when <c>ConnectionStrings:Redis</c> is set, otherwise the in-process store. Decided when the store is first
+    /// resolved, from the built configuration: a host that adds configuration sources late (WebApplicationFactory applies
+    /// its sources only at Build) must not silently get the memory store.
+    /// </summary>
+    private static void AddSharedStateStore(this IServiceCollection services)
     {
         services.AddSingleton<MemoryStateStore>();
-        var redis = configuration.GetConnectionString("Redis");
-        if (string.IsNullOrWhiteSpace(redis))
-        {
-            services.AddSingleton<ISharedStateStore>(sp => sp.GetRequiredService<MemoryStateStore>());
-            return;
-        }
-
         services.AddSingleton<IConnectionMultiplexer>(sp =>
         {
             var quotas = sp.GetRequiredService<GatewaySettings>().Current.Quotas;
-            var options = ConfigurationOptions.Parse(redis);
+            var options = ConfigurationOptions.Parse(RedisConnectionString(sp)!);
             options.AbortOnConnectFail = false; // start even if Redis is down; OnStoreFailure decides what happens
             options.ConnectTimeout = (int)Math.Max(1000, quotas.RedisTimeout.TotalMilliseconds * 4);
             options.SyncTimeout = (int)quotas.RedisTimeout.TotalMilliseconds;
@@ -86,8 +83,14 @@ internal static class GatewayServiceExtensions
             options.ClientName ??= "llm-gateway";
             return ConnectionMultiplexer.Connect(options);
         });
-        services.AddSingleton(sp => new RedisStateStore(sp.GetRequiredService<IConnectionMultiplexer>(), configuration["Gateway:Quotas:RedisKeyPrefix"] ?? "gw"));
+        services.AddSingleton(sp => new RedisStateStore(sp.GetRequiredService<IConnectionMultiplexer>(),
+            sp.GetRequiredService<IConfiguration>()["Gateway:Quotas:RedisKeyPrefix"] ?? "gw"));
         services.AddSingleton<ResilientStateStore>();
-        services.AddSingleton<ISharedStateStore>(sp => sp.GetRequiredService<ResilientStateStore>());
+        services.AddSingleton<ISharedStateStore>(sp => string.IsNullOrWhiteSpace(RedisConnectionString(sp))
+            ? sp.GetRequiredService<MemoryStateStore>()
+            : sp.GetRequiredService<ResilientStateStore>());
     }
+
+    private static string? RedisConnectionString(IServiceProvider services) =>
+        services.GetRequiredService<IConfiguration>().GetConnectionString("Redis");
 }

@@ -85,7 +85,11 @@ internal sealed class GatewayRequestHandler(
         exchange.PathId = match.PathId;
         if (match.Route.IsGatewayLocal)
         {
-            await quotaEndpoint.WriteAsync(exchange);
+            if (await quotaEndpoint.WriteAsync(exchange) is { } localError)
+            {
+                await RejectAsync(exchange, localError);
+            }
+
             return;
         }
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Gateway.Configuration;
+using Gateway.Errors;
 using Gateway.Pipeline;
 using Gateway.SharedState;
 
@@ -8,11 +9,21 @@ namespace Gateway.Quotas;
 /// <summary><c>GET /v1/gateway/quota</c>: the calling tenant's limits, what it used in each window, and when each resets.</summary>
 internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store, TimeProvider time)
 {
-    public async Task WriteAsync(GatewayExchange exchange)
+    /// <summary>Writes the answer; returns the error to answer instead when the store is down in Deny mode.</summary>
+    public async Task<OpenAIError?> WriteAsync(GatewayExchange exchange)
     {
         var tenant = exchange.Tenant!;
         var windows = QuotaWindows.At(time.GetUtcNow());
-        var counters = await quotas.ReadCountersAsync(tenant.Id, windows);
+        QuotaCounters counters;
+        try
+        {
+            counters = await quotas.ReadCountersAsync(tenant.Id, windows);
+        }
+        catch (StoreUnavailableException)
+        {
+            return OpenAIError.StoreUnavailable();
+        }
+
         var limits = tenant.Limits;
         exchange.QuotaStatus = new QuotaStatus(
             limits.RequestsPerMinute > 0 ? limits.RequestsPerMinute : null, limits.RequestsPerMinute - counters.Requests, windows.UntilMinuteEnd,
@@ -56,6 +67,7 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
         writer.WriteEndObject();
         writer.WriteString("window_semantics"u8, "fixed UTC windows: minute, day, calendar month");
         writer.WriteEndObject();
+        return null;
     }
 
     /// <summary>0 (unlimited) is written as null, so a client never mistakes it for "nothing allowed".</summary>

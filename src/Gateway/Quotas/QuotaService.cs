@@ -46,7 +46,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
             return Refusal(result.Decision, limits, result.Counters, reserve, windows);
         }
 
-        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId);
+        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId) { ByFallback = result.ByFallback };
         return null;
     }
 

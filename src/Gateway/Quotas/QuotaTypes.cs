@@ -16,4 +16,8 @@ internal sealed record QuotaReservation(
     long MinuteWindow,
     long DayWindow,
     long MonthWindow,
-    string? LeaseId);
+    string? LeaseId)
+{
+    /// <summary>Reserved in the in-memory fallback (shared store down); it must be settled there too.</summary>
+    public bool ByFallback { get; init; }
+}

@@ -58,7 +58,11 @@ internal sealed record AdmissionRequest(
     TimeSpan LeaseTimeout);
 
 /// <summary>The decision, and the counters as they stand after it (including this request when admitted).</summary>
-internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters Counters);
+internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters Counters)
+{
+    /// <summary>Admitted by the in-memory fallback while the shared store was down: the reservation lives there.</summary>
+    public bool ByFallback { get; init; }
+}
 
 internal readonly record struct QuotaCounters(long Requests, long MinuteTokens, long DayTokens, long MonthTokens, long Concurrent);
 

@@ -12,7 +12,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, TenantState> _tenants = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Expiring<string>> _owners = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Expiring<QuotaReservation?>> _marks = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Expiring<bool>> _marks = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Expiring<HeldReservation>> _held = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private readonly ITimer _sweeper;
 
@@ -78,36 +79,50 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         if (request.ClaimResponseId is { } claimId)
         {
             var key = MarkKey(request.TenantId, "counted", claimId);
-            var mark = new Expiring<QuotaReservation?>(null, now + request.ClaimRetention);
+            var mark = new Expiring<bool>(true, now + request.ClaimRetention);
             first = TryAddOrReplaceExpired(_marks, key, mark, now);
         }
 
         var state = _tenants.GetOrAdd(request.TenantId, static _ => new TenantState());
         lock (state)
         {
-            if (request.Reservation is { } reservation)
+            var reservation = request.Reservation;
+            var billed = first ? request.BilledTokens : 0;
+            if (request.HoldForResponseId is { } holdId && reservation is not null)
             {
-                if (request.HoldForResponseId is { } holdId)
+                // Still running: the reservation stays; remembered (past its timeout, see RedisStateStore) until the usage is seen.
+                _held[MarkKey(request.TenantId, "held", holdId)] = new Expiring<HeldReservation>(
+                    new HeldReservation(reservation, now + request.HoldTimeout), now + request.HoldTimeout + request.ClaimRetention);
+            }
+            else
+            {
+                if (first && request.ClaimResponseId is { } responseId
+                    && _held.TryRemove(MarkKey(request.TenantId, "held", responseId), out var held) && held.ExpiresAt > now)
                 {
-                    _marks[MarkKey(request.TenantId, "held", holdId)] = new Expiring<QuotaReservation?>(reservation, now + request.HoldTimeout);
+                    // The usage of a held background response: it replaces the held reservation, in that reservation's windows
+                    // (or, past the timeout, the estimate that was kept stays the charge). Either way it is not charged again below.
+                    var heldReservation = held.Value.Reservation;
+                    if (held.Value.Until > now)
+                    {
+                        state.AddTokens(heldReservation.MinuteWindow, heldReservation.DayWindow, heldReservation.MonthWindow, billed - heldReservation.ReservedTokens);
+                    }
+
+                    billed = 0;
+                }
+
+                if (reservation is not null)
+                {
+                    state.AddTokens(reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow, billed - reservation.ReservedTokens);
                 }
                 else
                 {
-                    var billed = first ? request.BilledTokens : 0;
-                    state.AddTokens(reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow, billed - reservation.ReservedTokens);
-                }
-
-                if (reservation.LeaseId is { } leaseId)
-                {
-                    state.Leases.Remove(leaseId);
+                    state.AddTokens(request.Now.Minute, request.Now.Day, request.Now.Month, billed);
                 }
             }
-            else if (first && request.ClaimResponseId is { } responseId
-                && _marks.TryRemove(MarkKey(request.TenantId, "held", responseId), out var held)
-                && held.ExpiresAt > now && held.Value is { } heldReservation)
+
+            if (reservation?.LeaseId is { } leaseId)
             {
-                state.AddTokens(heldReservation.MinuteWindow, heldReservation.DayWindow, heldReservation.MonthWindow,
-                    request.BilledTokens - heldReservation.ReservedTokens);
+                state.Leases.Remove(leaseId);
             }
         }
 
@@ -194,6 +209,14 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             }
         }
 
+        foreach (var (key, entry) in _held)
+        {
+            if (entry.ExpiresAt <= now)
+            {
+                _held.TryRemove(key, out _);
+            }
+        }
+
         var windows = QuotaWindows.At(now);
         foreach (var state in _tenants.Values)
         {
@@ -205,6 +228,9 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     }
 
     private sealed record Expiring<T>(T Value, DateTimeOffset ExpiresAt);
+
+    /// <summary>A background response's reservation, reconciled if its usage is seen before <paramref name="Until"/>.</summary>
+    private sealed record HeldReservation(QuotaReservation Reservation, DateTimeOffset Until);
 
     /// <summary>One tenant's counters by window number; guarded by locking the instance.</summary>
     private sealed class TenantState

@@ -44,9 +44,11 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return { decision, r, tm, td, tmo, c }
         """;
 
-    // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows)
-    // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdTtlMs 8 leaseId 9 tenant key prefix
-    //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month
+    // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows, else now's)
+    // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 tenant key prefix
+    //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month 16 nowMs 17 heldKeyTtlMs
+    // A held reservation is remembered past its timeout (until heldKeyTtl) so that usage first seen after the timeout
+    // is known to be covered by the estimate that was kept, and is not charged a second time.
     private const string SettleScript = """
         local function add(tm, td, tmo, delta)
           if delta ~= 0 then
@@ -59,24 +61,26 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         if ARGV[1] == '1' then
           if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then first = 0 end
         end
-        if ARGV[3] == '1' then
-          if ARGV[6] == '1' then
-            redis.call('HSET', KEYS[2], 'r', ARGV[4], 'm', ARGV[13], 'd', ARGV[14], 'mo', ARGV[15])
-            redis.call('PEXPIRE', KEYS[2], ARGV[7])
-          else
-            local billed = 0
-            if first == 1 then billed = tonumber(ARGV[5]) end
-            add(KEYS[4], KEYS[5], KEYS[6], billed - tonumber(ARGV[4]))
+        local billed = 0
+        if first == 1 then billed = tonumber(ARGV[5]) end
+        if ARGV[6] == '1' and ARGV[3] == '1' then
+          redis.call('HSET', KEYS[2], 'r', ARGV[4], 'm', ARGV[13], 'd', ARGV[14], 'mo', ARGV[15], 'until', ARGV[7])
+          redis.call('PEXPIRE', KEYS[2], ARGV[17])
+        else
+          if first == 1 and ARGV[1] == '1' then
+            local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until')
+            if held[1] then
+              redis.call('DEL', KEYS[2])
+              if tonumber(held[5]) > tonumber(ARGV[16]) then
+                local p = ARGV[9]
+                add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], billed - tonumber(held[1]))
+              end
+              billed = 0
+            end
           end
-          if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end
-        elseif first == 1 and ARGV[1] == '1' then
-          local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo')
-          if held[1] then
-            redis.call('DEL', KEYS[2])
-            local p = ARGV[9]
-            add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], tonumber(ARGV[5]) - tonumber(held[1]))
-          end
+          add(KEYS[4], KEYS[5], KEYS[6], billed - tonumber(ARGV[4]))
         end
+        if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end
         return first
         """;
 
@@ -115,6 +119,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var (minute, day, month) = reservation is null
             ? (request.Now.Minute, request.Now.Day, request.Now.Month)
             : (reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow);
+        var now = request.Now.Now.ToUnixTimeMilliseconds();
         var result = await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
@@ -122,9 +127,9 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             ],
             [
                 request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
-                reservation?.ReservedTokens ?? 0, request.BilledTokens, request.HoldForResponseId is null ? "0" : "1", Ms(request.HoldTimeout),
+                reservation?.ReservedTokens ?? 0, request.BilledTokens, request.HoldForResponseId is null ? "0" : "1", now + Ms(request.HoldTimeout),
                 reservation?.LeaseId ?? "", prefix, Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
-                minute, day, month,
+                minute, day, month, now, Ms(request.HoldTimeout + request.ClaimRetention),
             ]);
         return (int)result == 1;
     }

@@ -30,10 +30,33 @@ internal sealed class ResilientStateStore(
     public bool IsDegraded => Volatile.Read(ref _degraded) == 1;
 
     public ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken) =>
-        RunAsync("admit", static (s, r, ct) => s.AdmitAsync(r, ct), request, cancellationToken);
+        RunAsync("admit", async (s, r, ct) =>
+        {
+            var result = await s.AdmitAsync(r, ct);
+            return ReferenceEquals(s, fallback) ? result with { ByFallback = true } : result;
+        }, request, cancellationToken);
 
-    public ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken) =>
-        RunAsync("settle", static (s, r, ct) => s.SettleAsync(r, ct), request, cancellationToken);
+    /// <summary>
+    /// A reservation is released in the store that holds it, whichever store is active now. One made by the fallback
+    /// during an outage is released there (with its lease), while the claim and the billed tokens go to the active
+    /// store: Redis is never refunded a reservation it did not count. One made in Redis is not refunded into the
+    /// fallback while Redis is down: the fallback counts the billed tokens, Redis keeps the reservation as the charge
+    /// and its lease expires after ConcurrencyLeaseTimeout.
+    /// </summary>
+    public async ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
+    {
+        if (request.Reservation is not { ByFallback: true })
+        {
+            return await RunAsync("settle", (s, r, ct) =>
+                s.SettleAsync(ReferenceEquals(s, fallback) && r.Reservation is not null ? r with { Reservation = null, HoldForResponseId = null } : r, ct),
+                request, cancellationToken);
+        }
+
+        var first = (request.ClaimResponseId is null && request.BilledTokens == 0)
+            || await RunAsync("settle", static (s, r, ct) => s.SettleAsync(r, ct), request with { Reservation = null, HoldForResponseId = null }, cancellationToken);
+        await fallback.SettleAsync(request with { ClaimResponseId = null, BilledTokens = 0 }, cancellationToken);
+        return first;
+    }
 
     public ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken) =>
         RunAsync("read", (s, r, ct) => s.ReadCountersAsync(r, windows, ct), tenantId, cancellationToken);

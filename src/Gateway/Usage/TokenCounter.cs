@@ -87,6 +87,16 @@ internal sealed class TokenCounter
                     }
 
                     lastProperty = Classify(ref reader);
+                    if (lastProperty == ScanKey.Image && contentDepth >= 0 && schemaDepth < 0)
+                    {
+                        // An image costs the same whatever its encoded size, given as "image_url": "<url or data URL>"
+                        // (Responses) or as "image_url": {"url": ..., "detail": ...} (Chat): never tokenize the URL.
+                        reader.Read();
+                        tokens += reader.TokenType is JsonTokenType.String or JsonTokenType.StartObject ? ImageTokens : 0;
+                        reader.Skip();
+                        break;
+                    }
+
                     if (schemaDepth >= 0)
                     {
                         tokens += CountValue(ref reader, chars);
