@@ -49,7 +49,11 @@ internal sealed record OpenAIError(int StatusCode, string Message, string Type, 
 
     public static OpenAIError StoreUnavailable() =>
         new(StatusCodes.Status503ServiceUnavailable, "The gateway's quota store is unavailable, so requests cannot be admitted. Please retry shortly.",
-            "server_error", null, "quota_store_unavailable");
+            "server_error", null, "quota_store_unavailable")
+        {
+            // Every SDK retries a 503; a short wait gives the store a chance instead of three instant repeats.
+            Headers = new Dictionary<string, string> { ["retry-after"] = "1", ["retry-after-ms"] = "1000" },
+        };
 
     public static OpenAIError Internal() =>
         new(StatusCodes.Status500InternalServerError, "The gateway had an error while processing your request.", "server_error");

@@ -231,10 +231,15 @@ internal sealed class GatewayRequestHandler(
         await WriteErrorAsync(exchange, envelope);
     }
 
-    private static Task RejectAsync(GatewayExchange exchange, OpenAIError error)
+    private async Task RejectAsync(GatewayExchange exchange, OpenAIError error)
     {
         exchange.Rejected = true;
-        return WriteErrorAsync(exchange, error);
+        if (exchange.Tenant is not null)
+        {
+            await quotas.DescribeAsync(exchange);
+        }
+
+        await WriteErrorAsync(exchange, error);
     }
 
     private static Task WriteErrorAsync(GatewayExchange exchange, OpenAIError error)

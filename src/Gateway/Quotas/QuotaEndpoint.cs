@@ -25,9 +25,7 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
         }
 
         var limits = tenant.Limits;
-        exchange.QuotaStatus = new QuotaStatus(
-            limits.RequestsPerMinute > 0 ? limits.RequestsPerMinute : null, limits.RequestsPerMinute - counters.Requests, windows.UntilMinuteEnd,
-            limits.TokensPerMinute > 0 ? limits.TokensPerMinute : null, limits.TokensPerMinute - counters.MinuteTokens, windows.UntilMinuteEnd);
+        exchange.QuotaStatus = QuotaService.StatusOf(limits, counters, windows);
 
         var response = exchange.Http.Response;
         response.ContentType = "application/json";

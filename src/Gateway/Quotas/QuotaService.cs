@@ -78,6 +78,29 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     public async ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows) =>
         await store.ReadCountersAsync(tenantId, windows, CancellationToken.None);
 
+    /// <summary>
+    /// Reads the tenant's standing so an answer the gateway writes before admission (bad input, isolation, policy)
+    /// still carries its x-ratelimit-* headers. Such refusals are not counted: only admitted requests are.
+    /// </summary>
+    public async ValueTask DescribeAsync(GatewayExchange exchange)
+    {
+        var limits = exchange.Tenant!.Limits;
+        if (exchange.QuotaStatus is not null || (limits.RequestsPerMinute <= 0 && limits.TokensPerMinute <= 0))
+        {
+            return;
+        }
+
+        try
+        {
+            var windows = QuotaWindows.At(time.GetUtcNow());
+            exchange.QuotaStatus = StatusOf(limits, await store.ReadCountersAsync(exchange.Tenant.Id, windows, CancellationToken.None), windows);
+        }
+        catch (StoreUnavailableException)
+        {
+            // Deny mode with the store down: the refusal goes out without the headers.
+        }
+    }
+
     /// <summary>Input estimate plus the output the request may produce. Zero when the tenant has no token limit.</summary>
     private long EstimateReservation(GatewayExchange exchange)
     {
@@ -95,7 +118,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         return input + Math.Max(0, output);
     }
 
-    private static QuotaStatus StatusOf(Configuration.TenantLimitsOptions limits, QuotaCounters counters, QuotaWindows windows) => new(
+    public static QuotaStatus StatusOf(Configuration.TenantLimitsOptions limits, QuotaCounters counters, QuotaWindows windows) => new(
         limits.RequestsPerMinute > 0 ? limits.RequestsPerMinute : null,
         limits.RequestsPerMinute - counters.Requests,
         windows.UntilMinuteEnd,

@@ -157,6 +157,19 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         return ValueTask.FromResult(found ? owner!.Value : null);
     }
 
+    /// <summary>The live ownership record of <paramref name="objectId"/>, if this store holds one.</summary>
+    public bool TryGetOwnerRecord(string objectId, out string tenantId, out DateTimeOffset expiresAt)
+    {
+        if (_owners.TryGetValue(objectId, out var owner) && owner.ExpiresAt > _time.GetUtcNow())
+        {
+            (tenantId, expiresAt) = (owner.Value, owner.ExpiresAt);
+            return true;
+        }
+
+        (tenantId, expiresAt) = ("", default);
+        return false;
+    }
+
     public ValueTask<bool> PingAsync(CancellationToken cancellationToken) => ValueTask.FromResult(true);
 
     public void Dispose() => _sweeper.Dispose();

@@ -68,8 +68,27 @@ internal sealed class ResilientStateStore(
             return true;
         }, objectId, cancellationToken);
 
+    /// <summary>
+    /// Redis's answer, except for an id recorded by this replica's fallback during an outage: Redis never saw it, so it
+    /// is written back then (once Redis answers again), and the object stays its owner's on every replica.
+    /// </summary>
     public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
-        RunAsync("get_owner", static (s, r, ct) => s.GetOwnerAsync(r, ct), objectId, cancellationToken);
+        RunAsync("get_owner", async (s, r, ct) =>
+        {
+            var owner = await s.GetOwnerAsync(r, ct);
+            if (owner is not null || ReferenceEquals(s, fallback) || !fallback.TryGetOwnerRecord(r, out var recorded, out var expiresAt))
+            {
+                return owner;
+            }
+
+            var retention = expiresAt == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : expiresAt - time.GetUtcNow();
+            if (retention == Timeout.InfiniteTimeSpan || retention > TimeSpan.Zero)
+            {
+                await s.RecordOwnerAsync(r, recorded, retention, ct);
+            }
+
+            return recorded;
+        }, objectId, cancellationToken);
 
     public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)
     {

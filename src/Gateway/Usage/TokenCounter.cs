@@ -23,20 +23,17 @@ internal sealed class TokenCounter
 
     /// <summary>
     /// Estimates the input tokens of a request body: the text the model reads (input, instructions, messages,
-    /// tool definitions), not the JSON around it. Bodies above <paramref name="tokenizeThresholdBytes"/> get
-    /// the cheap bound bytes/4 so a huge body never costs milliseconds of tokenization.
+    /// tool definitions), not the JSON around it. Bodies above <paramref name="tokenizeThresholdBytes"/> are walked
+    /// without tokenizing (text at bytes/4, each image at <see cref="ImageTokens"/>), so a huge body never costs
+    /// milliseconds of tokenization and an inline image is not mistaken for megabytes of text.
     /// </summary>
     public long EstimateInput(ReadOnlySpan<byte> body, int tokenizeThresholdBytes)
     {
-        if (body.Length > tokenizeThresholdBytes)
-        {
-            return body.Length / 4 + 1;
-        }
-
-        var chars = ArrayPool<char>.Shared.Rent(Math.Max(body.Length, 16));
+        var tokenize = body.Length <= tokenizeThresholdBytes;
+        var chars = tokenize ? ArrayPool<char>.Shared.Rent(Math.Max(body.Length, 16)) : [];
         try
         {
-            return Walk(body, chars);
+            return Walk(body, chars, tokenize);
         }
         catch (JsonException)
         {
@@ -44,11 +41,14 @@ internal sealed class TokenCounter
         }
         finally
         {
-            ArrayPool<char>.Shared.Return(chars);
+            if (tokenize)
+            {
+                ArrayPool<char>.Shared.Return(chars);
+            }
         }
     }
 
-    private long Walk(ReadOnlySpan<byte> body, char[] chars)
+    private long Walk(ReadOnlySpan<byte> body, char[] chars, bool tokenize)
     {
         var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 256 });
         long tokens = 3; // every request is primed with a few tokens
@@ -99,7 +99,7 @@ internal sealed class TokenCounter
 
                     if (schemaDepth >= 0)
                     {
-                        tokens += CountValue(ref reader, chars);
+                        tokens += CountValue(ref reader, chars, tokenize);
                     }
 
                     break;
@@ -112,7 +112,7 @@ internal sealed class TokenCounter
                         ScanKey.Image => ImageTokens,
                         ScanKey.FileData => reader.ValueSpan.Length / 4,
                         ScanKey.Ignored => 0,
-                        _ => CountValue(ref reader, chars),
+                        _ => CountValue(ref reader, chars, tokenize),
                     };
                     break;
             }
@@ -121,8 +121,14 @@ internal sealed class TokenCounter
         return tokens;
     }
 
-    private int CountValue(ref Utf8JsonReader reader, char[] chars)
+    private int CountValue(ref Utf8JsonReader reader, char[] chars, bool tokenize)
     {
+        if (!tokenize)
+        {
+            // English text averages about 4 bytes per o200k token.
+            return (reader.HasValueSequence ? (int)reader.ValueSequence.Length : reader.ValueSpan.Length) / 4 + 1;
+        }
+
         var length = reader.CopyString(chars);
         return Count(chars.AsSpan(0, length));
     }

@@ -208,19 +208,37 @@ public sealed class TokenQuotaTests
     }
 
     [Fact]
-    public async Task Reservation_BodyAboveTokenizeThreshold_EstimatedAtBytesOverFour()
+    public async Task Reservation_BodyAboveTokenizeThreshold_TextEstimatedAtBytesOverFourWithoutTokenizing()
     {
         await using var upstream = await FakeUpstreamServer.StartAsync();
         await using var gateway = await GatewayHost.StartAsync(upstream.BaseUrl, c => Limits(c, tpm: 1000), UseClock(MidMinuteClock()));
         using var client = gateway.CreateClient();
-        var body = JsonSerializer.Serialize(new { model = "gpt-4o-mini", input = string.Concat(Enumerable.Repeat("lorem ipsum dolor sit amet ", 3000)), max_output_tokens = 100 });
+        var input = string.Concat(Enumerable.Repeat("lorem ipsum dolor sit amet ", 3000));
+        var body = JsonSerializer.Serialize(new { model = "gpt-4o-mini", input, max_output_tokens = 100 });
         Assert.True(Encoding.UTF8.GetByteCount(body) > DefaultThreshold);
 
         using var refused = await client.SendAsync(Post("responses", body));
 
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
         var message = (await ErrorAsync(refused)).GetProperty("message").GetString();
-        Assert.Contains($"Requested {(Encoding.UTF8.GetByteCount(body) / 4) + 1 + 100}.", message, StringComparison.Ordinal);
+        // 3 priming tokens + the text at bytes/4 (rounded up) + max_output_tokens; the JSON around the text is not counted.
+        Assert.Contains($"Requested {3 + (Encoding.UTF8.GetByteCount(input) / 4) + 1 + 100}.", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Estimate_LargeInlineImage_CountsAsOneImageNotAsText()
+    {
+        var image = "data:image/png;base64," + Convert.ToBase64String(new byte[150_000]);
+        var body = JsonSerializer.Serialize(new
+        {
+            model = "gpt-4o-mini",
+            input = new object[] { new { role = "user", content = new object[] { new { type = "input_text", text = "What is in this image?" }, new { type = "input_image", image_url = image } } } },
+        });
+        Assert.True(Encoding.UTF8.GetByteCount(body) > DefaultThreshold);
+
+        var estimate = Estimate(body);
+
+        Assert.InRange(estimate, TokenCounter.ImageTokens, TokenCounter.ImageTokens + 50);
     }
 
     [Fact]
