@@ -169,6 +169,56 @@ public sealed class SharedOwnershipRedisTests
     }
 
     [SkippableFact]
+    public async Task RedisBack_OwnershipRecordedDuringTheOutage_WrittenBackAndEnforcedByEveryReplica()
+    {
+        await using var cluster = await Cluster.StartAsync(c => c["Gateway:Quotas:RedisRetryInterval"] = "00:00:00.200");
+        await cluster.Redis.StopProcessAsync();
+        var duringOutage = await CreateResponseAsync(cluster.A1); // recorded in replica 1's fallback memory only
+
+        await cluster.Redis.StartProcessAsync(); // an empty Redis: it never saw the record
+        await WaitForStoreUpAsync(cluster.One);
+        await WaitForStoreUpAsync(cluster.Two);
+
+        // The owner's first use on replica 1 finds the record in the fallback and writes it back to Redis...
+        using (var served = await cluster.A1.GetAsync($"responses/{duringOutage}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        }
+
+        // ...so the other replica knows it: served to its owner, refused to the other tenant.
+        using (var served = await cluster.A2.GetAsync($"responses/{duringOutage}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        }
+
+        using (var refused = await cluster.B2.GetAsync($"responses/{duringOutage}"))
+        {
+            await AssertErrorAsync(refused, HttpStatusCode.NotFound, $"Response with id '{duringOutage}' not found.");
+        }
+
+        Assert.Empty(RequestsFrom(cluster.Upstream, "b@2"));
+    }
+
+    /// <summary>StackExchange.Redis reconnects in the background; /readyz pings Redis and reports when it answers again.</summary>
+    private static async Task WaitForStoreUpAsync(GatewayHost gateway)
+    {
+        using var probe = new HttpClient { BaseAddress = gateway.RootUrl };
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var ready = JsonDocument.Parse(await probe.GetStringAsync("/readyz")).RootElement;
+            if (ready.GetProperty("store_state").GetString() == "up")
+            {
+                await Task.Delay(300); // past RedisRetryInterval, so requests use Redis again
+                return;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "Redis never came back for the gateway");
+            await Task.Delay(100);
+        }
+    }
+
+    [SkippableFact]
     public async Task RedisDown_OnStoreFailureDeny_IdChecksAnswer503WithoutReachingUpstream()
     {
         await using var cluster = await Cluster.StartAsync(c => c["Gateway:Quotas:OnStoreFailure"] = "Deny");
