@@ -1,13 +1,12 @@
 using Serilog;
 using Serilog.Events;
-using Serilog.Formatting.Compact;
 
 namespace Gateway.Observability;
 
 /// <summary>
-/// Serilog, writing compact JSON (CLEF) to stdout. The <c>Serilog</c> configuration section can change sinks and
-/// levels; without one, the defaults below apply. The console sink is asynchronous (the request path never waits
-/// on stdout) and blocks rather than drops when its buffer is full: usage events are billing records.
+/// Serilog, writing compact JSON (CLEF) to stdout through <see cref="StdoutClefSink"/> (batched, off the request path,
+/// never dropping). The <c>Serilog</c> configuration section can change sinks and levels; without a <c>WriteTo</c>
+/// there, the defaults below apply.
 /// </summary>
 internal static class GatewayLogging
 {
@@ -32,7 +31,7 @@ internal static class GatewayLogging
 
             if (!configuration.GetSection("Serilog:WriteTo").GetChildren().Any())
             {
-                logger.WriteTo.Async(sink => sink.Console(new CompactJsonFormatter()), bufferSize: 65_536, blockWhenFull: true);
+                logger.WriteTo.GatewayStdout();
             }
         }, preserveStaticLogger: true); // this host's own logger, disposed (flushed) with the host; never the process-wide Log.Logger
     }

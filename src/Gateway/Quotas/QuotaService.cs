@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Pipeline;
@@ -185,7 +184,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     private static string NewLeaseId()
     {
         Span<byte> random = stackalloc byte[12];
-        RandomNumberGenerator.Fill(random);
+        Random.Shared.NextBytes(random);
         return Convert.ToHexStringLower(random);
     }
 }

@@ -154,7 +154,7 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken)
     {
         var found = _owners.TryGetValue(objectId, out var owner) && owner.ExpiresAt > _time.GetUtcNow();
-        return ValueTask.FromResult(found ? owner!.Value : null);
+        return ValueTask.FromResult(found ? owner.Value : null);
     }
 
     /// <summary>The live ownership record of <paramref name="objectId"/>, if this store holds one.</summary>
@@ -240,7 +240,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         }
     }
 
-    private sealed record Expiring<T>(T Value, DateTimeOffset ExpiresAt);
+    // A struct: stored inline in the dictionary node, one object fewer per record for the GC to trace.
+    private readonly record struct Expiring<T>(T Value, DateTimeOffset ExpiresAt);
 
     /// <summary>A background response's reservation, reconciled if its usage is seen before <paramref name="Until"/>.</summary>
     private sealed record HeldReservation(QuotaReservation Reservation, DateTimeOffset Until);

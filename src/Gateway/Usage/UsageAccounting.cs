@@ -65,7 +65,10 @@ internal sealed class UsageAccounting(
 
         // A response's usage shows again on every retrieval: count it once per response id.
         var responseId = usage.ObjectType == "response" ? usage.ObjectId : null;
-        var claimId = source != "none" && responseId is not null ? responseId : null;
+        // A response stored upstream (the default) can be fetched again and would show its usage again: claim it.
+        // One created with store:false cannot be, so its usage needs no mark (no store write, no memory held).
+        var retrievable = exchange.Request is not { Store: false, Background: false } || exchange.Route != ApiRouteTable.ResponsesCreate;
+        var claimId = source != "none" && responseId is not null && retrievable ? responseId : null;
         var holdId = source == "none" && exchange.Reservation is not null && responseId is not null && IsStillRunning(exchange) ? responseId : null;
         var first = await quotas.SettleAsync(exchange, total ?? 0, claimId, holdId);
         if (!first)
