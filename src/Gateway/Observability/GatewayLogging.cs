@@ -34,6 +34,6 @@ internal static class GatewayLogging
             {
                 logger.WriteTo.Async(sink => sink.Console(new CompactJsonFormatter()), bufferSize: 65_536, blockWhenFull: true);
             }
-        });
+        }, preserveStaticLogger: true); // this host's own logger, disposed (flushed) with the host; never the process-wide Log.Logger
     }
 }
