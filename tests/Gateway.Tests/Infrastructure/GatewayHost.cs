@@ -79,6 +79,15 @@ public sealed class GatewayHost : IAsyncDisposable
         protected override void ConfigureWebHost(IWebHostBuilder builder)
         {
             builder.UseEnvironment("Production");
+
+            // Also as host settings: those are visible while Program registers its services (e.g. the Redis store is
+            // chosen from ConnectionStrings:Redis at that point), whereas ConfigureAppConfiguration sources are only
+            // added when the host is built.
+            foreach (var (key, value) in settings)
+            {
+                builder.UseSetting(key, value);
+            }
+
             builder.ConfigureAppConfiguration((_, config) =>
             {
                 config.AddInMemoryCollection(settings);
