@@ -59,14 +59,20 @@ internal sealed class ObservedUpstreamStream : Stream
 
         if (buffer.IsEmpty)
         {
-            // YARP's zero-byte read: wait for data without holding a buffer.
+            // YARP's zero-byte read: wait for data without holding a buffer. YARP always waits here first, so this
+            // is where a broken upstream connection usually shows; the error event then goes out on the next read.
             try
             {
                 return await _inner.ReadAsync(buffer, cancellationToken);
             }
-            catch (Exception ex) when (IsUpstreamBreak(ex, cancellationToken) && _observer is { Format: BodyFormat.Sse })
+            catch (Exception ex) when (IsUpstreamBreak(ex, cancellationToken))
             {
-                return 0; // the next (non-empty) read meets the break and answers it with the error event
+                if (!OnUpstreamBreak())
+                {
+                    throw;
+                }
+
+                return 0;
             }
         }
 
@@ -79,14 +85,11 @@ internal sealed class ObservedUpstreamStream : Stream
         }
         catch (Exception ex) when (IsUpstreamBreak(ex, cancellationToken))
         {
-            _exchange.UpstreamBroke = true;
-            if (_observer is not { Format: BodyFormat.Sse })
+            if (!OnUpstreamBreak())
             {
                 throw;
             }
 
-            _tail = StreamErrorEvents.UpstreamDisconnected(_exchange.Route!.Usage, _observer.Usage.LastSequenceNumber, _observer.AtEventBoundary);
-            _observer.Observe(_tail);
             return DrainTail(buffer.Span);
         }
 
@@ -114,6 +117,23 @@ internal sealed class ObservedUpstreamStream : Stream
         }
 
         return read;
+    }
+
+    /// <summary>
+    /// Marks the break and, for SSE, prepares the synthetic error event (the next reads send it, then a clean end).
+    /// False for any other body: the caller rethrows and YARP cuts the client connection, as the upstream did.
+    /// </summary>
+    private bool OnUpstreamBreak()
+    {
+        _exchange.UpstreamBroke = true;
+        if (_observer is not { Format: BodyFormat.Sse })
+        {
+            return false;
+        }
+
+        _tail = StreamErrorEvents.UpstreamDisconnected(_exchange.Route!.Usage, _observer.Usage.LastSequenceNumber, _observer.AtEventBoundary);
+        _observer.Observe(_tail);
+        return true;
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>

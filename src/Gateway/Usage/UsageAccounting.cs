@@ -109,8 +109,11 @@ internal sealed class UsageAccounting(
             return Outcome.Rejected;
         }
 
-        var clientGone = exchange.Http.RequestAborted.IsCancellationRequested
-            || exchange.ForwarderError is ForwarderError.RequestCanceled or ForwarderError.ResponseBodyCanceled or ForwarderError.ResponseBodyClient;
+        // When the upstream body breaks, YARP aborts the client connection itself (RequestAborted fires): that is
+        // the upstream's failure, not a client that left.
+        var upstreamBroke = exchange.UpstreamBroke || exchange.ForwarderError == ForwarderError.ResponseBodyDestination;
+        var clientGone = !upstreamBroke && (exchange.Http.RequestAborted.IsCancellationRequested
+            || exchange.ForwarderError is ForwarderError.RequestCanceled or ForwarderError.ResponseBodyCanceled or ForwarderError.ResponseBodyClient);
         if (clientGone && !usage.SawEnd)
         {
             return Outcome.ClientAborted;
