@@ -85,6 +85,13 @@ internal sealed class UsageAccounting(
         var outcomeText = OutcomeText(outcome);
         var request = exchange.Http.Request;
 
+        // Metrics first: once the usage event is visible, the counters already include the request.
+        metrics.RecordRequest(tenant, endpoint, outcomeText, status, usage.Model, duration.TotalSeconds, ttfb / 1000);
+        if (total is not null)
+        {
+            metrics.RecordTokens(tenant, endpoint, usage.Model, input, cached, output, reasoning);
+        }
+
         if (usageLogger.IsEnabled(LogLevel.Information))
         {
             UsageEventLog.Usage(usageLogger, tenant, endpoint, exchange.Request?.Model, usage.Model,
@@ -92,12 +99,6 @@ internal sealed class UsageAccounting(
             status, outcomeText, usage.ObjectId ?? exchange.PathId, input, cached, output, reasoning, total, source,
             Math.Round(duration.TotalMilliseconds, 3), ttfb is null ? null : Math.Round(ttfb.Value, 3),
             exchange.RequestId, exchange.UpstreamRequestId, request.Method, request.Path.Value ?? "");
-        }
-
-        metrics.RecordRequest(tenant, endpoint, outcomeText, status, usage.Model, duration.TotalSeconds, ttfb / 1000);
-        if (total is not null)
-        {
-            metrics.RecordTokens(tenant, endpoint, usage.Model, input, cached, output, reasoning);
         }
     }
 

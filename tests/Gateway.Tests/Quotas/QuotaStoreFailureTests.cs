@@ -12,6 +12,7 @@ namespace Gateway.Tests.Quotas;
 /// enforcement comes back by itself once Redis answers again (RedisRetryInterval is short here).
 /// MaxConcurrentRequests is the probe: it is not windowed, so these tests cannot depend on the wall clock.
 /// </summary>
+[Collection(MetricsTestGroup.Name)]
 public sealed class QuotaStoreFailureTests
 {
     [SkippableFact]

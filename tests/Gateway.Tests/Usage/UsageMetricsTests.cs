@@ -12,6 +12,7 @@ namespace Gateway.Tests.Usage;
 /// events' token counts per tenant, response model and kind (input, cached, output, reasoning), and
 /// <c>gateway_requests_total{tenant,endpoint,outcome,http_response_status_code}</c> counts the events.
 /// </summary>
+[Collection(MetricsTestGroup.Name)]
 public sealed partial class UsageMetricsTests() : GatewayTestBed
 {
     private static readonly (string Kind, string Property)[] Kinds =
