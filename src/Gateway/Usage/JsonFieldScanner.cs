@@ -15,7 +15,8 @@ internal sealed class JsonFieldScanner
     private const int MaxDepth = 96;
     private const int MaxKeyLength = 48;
 
-    // One arena for every captured value, sized per field: ~5 KB per scanner keeps 10,000 open streams cheap.
+    // One arena for every captured value, sized per field: ~3 KB per scanner keeps 10,000 open streams cheap.
+    // The Responses delta and the chat delta content never occur in the same document, so they share one slot.
     private static readonly int[] Capacities = BuildCapacities(out ArenaSize);
     private static readonly int[] Offsets = BuildOffsets();
     private static readonly int ArenaSize;
@@ -52,20 +53,36 @@ internal sealed class JsonFieldScanner
             };
         }
 
-        total = capacities.Sum();
+        total = capacities.Sum() - capacities[(int)ScanField.ChatDeltaContent];
         return capacities;
     }
 
     private static int[] BuildOffsets()
     {
         var offsets = new int[Capacities.Length];
-        for (var i = 1; i < offsets.Length; i++)
+        var next = 0;
+        for (var i = 0; i < offsets.Length; i++)
         {
-            offsets[i] = offsets[i - 1] + Capacities[i - 1];
+            if (SlotPartner((ScanField)i) is var partner and not ScanField.None && partner < (ScanField)i)
+            {
+                offsets[i] = offsets[(int)partner];
+                continue;
+            }
+
+            offsets[i] = next;
+            next += Capacities[i];
         }
 
         return offsets;
     }
+
+    /// <summary>The field that shares this field's arena slot, or <see cref="ScanField.None"/>.</summary>
+    private static ScanField SlotPartner(ScanField field) => field switch
+    {
+        ScanField.Delta => ScanField.ChatDeltaContent,
+        ScanField.ChatDeltaContent => ScanField.Delta,
+        _ => ScanField.None,
+    };
 
     private enum State : byte
     {
@@ -320,6 +337,11 @@ internal sealed class JsonFieldScanner
         {
             _lengths[(int)_capture] = 0;
             _present |= 1UL << (int)_capture;
+            if (SlotPartner(_capture) is var partner and not ScanField.None)
+            {
+                // The slot is overwritten: the partner's value (should a malformed document hold both) is gone.
+                _present &= ~(1UL << (int)partner);
+            }
         }
     }
 

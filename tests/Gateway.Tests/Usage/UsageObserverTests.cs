@@ -164,6 +164,32 @@ public sealed class UsageObserverTests
     }
 
     [Fact]
+    public void TallyOverManyBatches_CountsLikeTheWholeText()
+    {
+        // ~60 KB of prose in small deltas crosses the tally's batch size many times; batches are cut before a
+        // whitespace, so the count equals the tokenizer's count of the whole text, not one extra per cut word.
+        // Deltas of 7 characters cut words anywhere, as subword tokens do.
+        var words = new[] { " The", " gateway", " counts", " tokens", " exactly,", " even", " when", " streams", " are", " cut", " short.\n" };
+        var text = new StringBuilder();
+        for (var i = 0; i < 8_000; i++)
+        {
+            text.Append(words[i % words.Length]);
+        }
+
+        var stream = new StringBuilder();
+        for (var at = 0; at < text.Length; at += 7)
+        {
+            var delta = text.ToString(at, Math.Min(7, text.Length - at)).Replace("\n", "\\n", StringComparison.Ordinal);
+            stream.Append("event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"").Append(delta).Append("\"}\n\n");
+        }
+
+        var (observer, _) = Start(BodyFormat.Sse, UsageShape.Responses);
+        Feed(observer, stream.ToString(), 1500);
+
+        Assert.Equal(Tokens.Count(text.ToString()), observer.Tally.Total());
+    }
+
+    [Fact]
     public void MultiMegabyteTerminalEvent_MemoryStaysBoundedAndUsageFound()
     {
         // A terminal event repeats the whole output (here 3 MB of text): it is scanned through, never held.
