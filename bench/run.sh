@@ -21,7 +21,7 @@ for arg in "$@"; do
 done
 LOAD_CPU=0; TARGET_CPU=1
 if [ "$(nproc)" -lt 2 ]; then LOAD_CPU=0; TARGET_CPU=0; fi
-P_FAKE=18080; P_NGINX=18081; P_GW=18082; P_GWR=18083; P_REDIS=16379; P_FAKE2=18090; P_GW10K=18084
+P_FAKE=18080; P_NGINX=18081; P_GW=18082; P_GWR=18083; P_REDIS=16379; P_FAKE2=18090; P_GW10K=18084; P_YARP=18085
 KEY=gwk_bench_key
 mkdir -p "$WORK" "$OUT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY
@@ -40,6 +40,7 @@ echo "== building (Release)"
 dotnet publish "$ROOT/src/Gateway" -c Release -o "$WORK/gateway" --nologo -v q
 dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q
 dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q
+dotnet publish "$ROOT/bench/BareProxy" -c Release -o "$WORK/bare" --nologo -v q
 
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 # Only used with &: exec keeps $! the PID of the service itself, so cleanup can stop it.
@@ -61,6 +62,8 @@ on_target dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE"
 mkdir -p "$WORK/nginx"
 sed -e "s#__WORK__#$WORK#g" -e "s#__PORT__#$P_NGINX#g" -e "s#__UPSTREAM_PORT__#$P_FAKE#g" "$ROOT/bench/nginx.conf.template" >"$WORK/nginx/nginx.conf"
 on_target nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/stdout.log" 2>&1 & PIDS+=($!)
+# yarp: Kestrel + YARP's forwarder alone, the floor under the gateway (bench/BareProxy).
+on_target dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
 start_gateway() { # port redis|"" log [extra env...]
   local port=$1 redis=$2 log=$3; shift 3
   env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
@@ -70,10 +73,10 @@ start_gateway() { # port redis|"" log [extra env...]
 }
 start_gateway $P_GW "" "$WORK/gateway.log"
 start_gateway $P_GWR "127.0.0.1:$P_REDIS" "$WORK/gateway-redis.log"
-for p in $P_REDIS $P_FAKE $P_NGINX $P_GW $P_GWR; do wait_port $p; done
+for p in $P_REDIS $P_FAKE $P_NGINX $P_YARP $P_GW $P_GWR; do wait_port $p; done
 
-declare -A URL=( [direct]="http://127.0.0.1:$P_FAKE" [nginx]="http://127.0.0.1:$P_NGINX" [gateway]="http://127.0.0.1:$P_GW" [gateway+redis]="http://127.0.0.1:$P_GWR" )
-TARGETS=(direct nginx gateway gateway+redis)
+declare -A URL=( [direct]="http://127.0.0.1:$P_FAKE" [nginx]="http://127.0.0.1:$P_NGINX" [yarp]="http://127.0.0.1:$P_YARP" [gateway]="http://127.0.0.1:$P_GW" [gateway+redis]="http://127.0.0.1:$P_GWR" )
+TARGETS=(direct nginx yarp gateway gateway+redis)
 
 {
   echo "# Benchmark run $STAMP"
@@ -83,6 +86,7 @@ TARGETS=(direct nginx gateway gateway+redis)
   echo "- pinning: load generator on CPU $LOAD_CPU; fake upstream, nginx, gateways, redis on CPU $TARGET_CPU"
   echo "- wrk: 1 thread, $CONNECTIONS connections, ${DURATION}s per round, $ROUNDS rounds, targets alternating each round; body: bench/post-responses.lua; warm-up ${WARMUP}s per .NET target"
   echo "- gateway: every feature on (key auth, quotas with all limits set, usage extraction, usage events to a file, metrics)"
+  echo "- yarp: Kestrel + YARP forwarder only (bench/BareProxy), the floor the gateway is built on"
   echo
 } >"$OUT/summary.md"
 
@@ -148,28 +152,38 @@ echo "== $OPEN_STREAMS open streams"
 on_target dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE2" --Kestrel:EndpointDefaults:Protocols=Http2 \
   --Kestrel:Limits:Http2:MaxStreamsPerConnection=1000 >"$WORK/fake-h2.log" 2>&1 & PIDS+=($!)
 wait_port $P_FAKE2
-env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE2/v1" \
-    Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" \
-    taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$WORK/gateway-10k.log" 2>&1 &
-GW10K=$!; PIDS+=($GW10K)
-wait_port $P_GW10K
 EVENTS=$([ $SMOKE -eq 1 ] && echo 5 || echo 30)
-peak=0
-( while kill -0 $GW10K 2>/dev/null; do awk '/VmRSS/{print $2}' /proc/$GW10K/status; sleep 0.5; done ) >"$OUT/rss-10k.txt" & SAMPLER=$!
-on_load dotnet "$WORK/client/LoadClient.dll" open-streams --url "http://127.0.0.1:$P_GW10K/v1" --key "$KEY" --count "$OPEN_STREAMS" \
-  --events "$EVENTS" --delay-ms 1000 --ramp-seconds "$([ $SMOKE -eq 1 ] && echo 2 || echo 20)" >"$OUT/open-streams.json" || true
-sleep 2; kill $SAMPLER 2>/dev/null || true
-peak=$(sort -n "$OUT/rss-10k.txt" | tail -1)
-usage_events=$(grep -c '"Name":"Usage"' "$WORK/gateway-10k.log" || true)
-completed_events=$(grep '"Name":"Usage"' "$WORK/gateway-10k.log" | grep -c '"Outcome":"completed"' || true)
 {
   echo
   echo "## $OPEN_STREAMS concurrent open streams through the gateway ($EVENTS events, 1 s apart; upstream over HTTP/2)"
   echo
-  echo "- client: $(cat "$OUT/open-streams.json")"
-  echo "- gateway peak RSS: $((peak / 1024)) MiB"
-  echo "- usage events written: $usage_events (completed: $completed_events)"
 } >>"$OUT/summary.md"
+open_streams() { # label description [extra env...]
+  local label=$1 description=$2; shift 2
+  local log="$WORK/gateway-open-$label.log"
+  env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE2/v1" \
+      Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" "$@" \
+      taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$log" 2>&1 &
+  local gw=$!; PIDS+=($gw)
+  wait_port $P_GW10K
+  ( while kill -0 $gw 2>/dev/null; do awk '/VmRSS/{print $2}' /proc/$gw/status; sleep 0.5; done ) >"$OUT/rss-open-$label.txt" & local sampler=$!
+  on_load dotnet "$WORK/client/LoadClient.dll" open-streams --url "http://127.0.0.1:$P_GW10K/v1" --key "$KEY" --count "$OPEN_STREAMS" \
+    --events "$EVENTS" --delay-ms 1000 --ramp-seconds "$([ $SMOKE -eq 1 ] && echo 2 || echo 20)" >"$OUT/open-streams-$label.json" || true
+  sleep 2; kill $sampler 2>/dev/null || true
+  kill -TERM $gw 2>/dev/null || true; wait $gw 2>/dev/null || true # drain flushes every usage event before exit
+  local peak usage completed
+  peak=$(sort -n "$OUT/rss-open-$label.txt" | tail -1)
+  usage=$(grep -c '"Name":"Usage"' "$log" || true)
+  completed=$(grep '"Name":"Usage"' "$log" | grep -c '"Outcome":"completed"' || true)
+  {
+    echo "- **$description**: peak RSS $((peak / 1024)) MiB; usage events $usage (completed: $completed)"
+    echo "  - client: $(cat "$OUT/open-streams-$label.json")"
+  } >>"$OUT/summary.md"
+}
+# The .NET GC sizes its heap from the memory it may use: on this 23 GiB machine it lets garbage pile up; in a pod
+# with limits.memory 512Mi it caps the heap at 75% of that (384 MiB). The second run sets that cap as the pod would.
+open_streams unlimited "no memory limit"
+open_streams pod512 "GC heap capped as in a pod with limits.memory 512Mi (DOTNET_GCHeapHardLimit=384 MiB)" DOTNET_GCHeapHardLimit=0x18000000
 
 if [ $MICRO -eq 1 ]; then
   echo "== micro-benchmarks (BenchmarkDotNet)"

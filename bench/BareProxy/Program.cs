@@ -1,0 +1,28 @@
+using System.Net;
+using Yarp.ReverseProxy.Forwarder;
+
+// usage: BareProxy --urls http://127.0.0.1:18085 --upstream http://127.0.0.1:18080
+var builder = WebApplication.CreateSlimBuilder(args);
+builder.Logging.ClearProviders();
+builder.Services.AddHttpForwarder();
+var app = builder.Build();
+
+var upstream = app.Configuration["upstream"] ?? "http://127.0.0.1:18080";
+var invoker = new HttpMessageInvoker(new SocketsHttpHandler
+{
+    UseProxy = false,
+    AllowAutoRedirect = false,
+    AutomaticDecompression = DecompressionMethods.None,
+    UseCookies = false,
+    EnableMultipleHttp2Connections = true,
+    ActivityHeadersPropagator = null,
+});
+var config = new ForwarderRequestConfig { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
+var forwarder = app.Services.GetRequiredService<IHttpForwarder>();
+
+app.Map("/{**rest}", async context =>
+{
+    await forwarder.SendAsync(context, upstream, invoker, config, HttpTransformer.Default);
+});
+
+app.Run();
