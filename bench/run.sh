@@ -146,6 +146,30 @@ for t in "${TARGETS[@]}"; do
   echo "| $t | $(field streams_per_second) | $(field ttfb_p50_ms) | $(field ttfb_p99_ms) | $(field total_p50_ms) | $(field total_p99_ms) | $(field incomplete) |" >>"$OUT/summary.md"
 done
 
+echo "== streamed, one at a time (latency without queueing)"
+LAT_REQ=$([ $SMOKE -eq 1 ] && echo 50 || echo 1000)
+{
+  echo
+  echo "## Streamed latency, one stream at a time (LoadClient: concurrency 1, $LAT_REQ streams of 20 events per round, median of rounds)"
+  echo
+  echo "The loaded table above is dominated by queueing on the saturated core; this one is what one request pays."
+  echo
+  echo "| target | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | TTFB p50 overhead over direct ms | incomplete |"
+  echo "|---|---|---|---|---|---|---|"
+} >>"$OUT/summary.md"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    on_load dotnet "$WORK/client/LoadClient.dll" stream --url "${URL[$t]}/v1" --key "$KEY" --concurrency 1 --requests "$LAT_REQ" --events 20 >"$OUT/latency-$t-$r.json" || true
+  done
+done
+direct_ttfb=""
+for t in "${TARGETS[@]}"; do
+  lat() { for r in $(seq 1 "$ROUNDS"); do python3 -c "import json;print(json.load(open('$OUT/latency-$t-'+'$r'+'.json'))['$1'])" 2>/dev/null || true; done | median; }
+  ttfb=$(lat ttfb_p50_ms)
+  [ -z "$direct_ttfb" ] && direct_ttfb=$ttfb
+  echo "| $t | $ttfb | $(lat ttfb_p99_ms) | $(lat total_p50_ms) | $(lat total_p99_ms) | $(awk -v a="$ttfb" -v b="$direct_ttfb" 'BEGIN{printf "%.3f", a-b}') | $(lat incomplete) |" >>"$OUT/summary.md"
+done
+
 echo "== $OPEN_STREAMS open streams"
 # The upstream side uses HTTP/2 (as to api.openai.com): $OPEN_STREAMS streams share a few connections, so the
 # gateway's file descriptors stay under this sandbox's limit of $(ulimit -n).
