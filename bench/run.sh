@@ -127,6 +127,17 @@ for t in "${TARGETS[@]}"; do
   echo "| $t | $rps | $ratio | $p50 | $p99 |" >>"$OUT/summary.md"
 done
 
+# Streams through LoadClient, targets alternating round by round: stream_rounds <file prefix> <concurrency> <streams per round>
+stream_rounds() {
+  for r in $(seq 1 "$ROUNDS"); do
+    for t in "${TARGETS[@]}"; do
+      on_load dotnet "$WORK/client/LoadClient.dll" stream --url "${URL[$t]}/v1" --key "$KEY" --concurrency "$2" --requests "$3" --events 20 >"$OUT/$1-$t-$r.json" || true
+    done
+  done
+}
+# The median over rounds of one LoadClient field: stream_field <file prefix> <target> <field>
+stream_field() { for r in $(seq 1 "$ROUNDS"); do python3 -c "import json;print(json.load(open('$OUT/$1-$2-$r.json'))['$3'])" 2>/dev/null || true; done | median; }
+
 echo "== streamed"
 STREAM_REQ=$([ $SMOKE -eq 1 ] && echo 200 || echo 3000)
 {
@@ -136,14 +147,9 @@ STREAM_REQ=$([ $SMOKE -eq 1 ] && echo 200 || echo 3000)
   echo "| target | streams/s | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | incomplete |"
   echo "|---|---|---|---|---|---|---|"
 } >>"$OUT/summary.md"
-for r in $(seq 1 "$ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
-    on_load dotnet "$WORK/client/LoadClient.dll" stream --url "${URL[$t]}/v1" --key "$KEY" --concurrency 32 --requests "$STREAM_REQ" --events 20 >"$OUT/stream-$t-$r.json" || true
-  done
-done
+stream_rounds stream 32 "$STREAM_REQ"
 for t in "${TARGETS[@]}"; do
-  field() { for r in $(seq 1 "$ROUNDS"); do python3 -c "import json,sys;print(json.load(open('$OUT/stream-$t-'+'$r'+'.json'))['$1'])" 2>/dev/null || true; done | median; }
-  echo "| $t | $(field streams_per_second) | $(field ttfb_p50_ms) | $(field ttfb_p99_ms) | $(field total_p50_ms) | $(field total_p99_ms) | $(field incomplete) |" >>"$OUT/summary.md"
+  echo "| $t | $(stream_field stream $t streams_per_second) | $(stream_field stream $t ttfb_p50_ms) | $(stream_field stream $t ttfb_p99_ms) | $(stream_field stream $t total_p50_ms) | $(stream_field stream $t total_p99_ms) | $(stream_field stream $t incomplete) |" >>"$OUT/summary.md"
 done
 
 echo "== streamed, one at a time (latency without queueing)"
@@ -157,17 +163,12 @@ LAT_REQ=$([ $SMOKE -eq 1 ] && echo 50 || echo 1000)
   echo "| target | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | TTFB p50 overhead over direct ms | incomplete |"
   echo "|---|---|---|---|---|---|---|"
 } >>"$OUT/summary.md"
-for r in $(seq 1 "$ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
-    on_load dotnet "$WORK/client/LoadClient.dll" stream --url "${URL[$t]}/v1" --key "$KEY" --concurrency 1 --requests "$LAT_REQ" --events 20 >"$OUT/latency-$t-$r.json" || true
-  done
-done
+stream_rounds latency 1 "$LAT_REQ"
 direct_ttfb=""
 for t in "${TARGETS[@]}"; do
-  lat() { for r in $(seq 1 "$ROUNDS"); do python3 -c "import json;print(json.load(open('$OUT/latency-$t-'+'$r'+'.json'))['$1'])" 2>/dev/null || true; done | median; }
-  ttfb=$(lat ttfb_p50_ms)
+  ttfb=$(stream_field latency $t ttfb_p50_ms)
   [ -z "$direct_ttfb" ] && direct_ttfb=$ttfb
-  echo "| $t | $ttfb | $(lat ttfb_p99_ms) | $(lat total_p50_ms) | $(lat total_p99_ms) | $(awk -v a="$ttfb" -v b="$direct_ttfb" 'BEGIN{printf "%.3f", a-b}') | $(lat incomplete) |" >>"$OUT/summary.md"
+  echo "| $t | $ttfb | $(stream_field latency $t ttfb_p99_ms) | $(stream_field latency $t total_p50_ms) | $(stream_field latency $t total_p99_ms) | $(awk -v a="$ttfb" -v b="$direct_ttfb" 'BEGIN{printf "%.3f", a-b}') | $(stream_field latency $t incomplete) |" >>"$OUT/summary.md"
 done
 
 echo "== $OPEN_STREAMS open streams"
