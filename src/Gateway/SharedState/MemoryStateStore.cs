@@ -12,7 +12,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, TenantState> _tenants = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Expiring<string>> _owners = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Expiring<bool>> _marks = new(StringComparer.Ordinal);
+    // Keyed by (tenant, response id) without building a key string: one mark per stored response adds up.
+    private readonly ConcurrentDictionary<(string Tenant, string ResponseId), Expiring<bool>> _marks = new();
     private readonly ConcurrentDictionary<string, Expiring<HeldReservation>> _held = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private readonly ITimer _sweeper;
@@ -78,9 +79,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         var first = true;
         if (request.ClaimResponseId is { } claimId)
         {
-            var key = MarkKey(request.TenantId, "counted", claimId);
             var mark = new Expiring<bool>(true, now + request.ClaimRetention);
-            first = TryAddOrReplaceExpired(_marks, key, mark, now);
+            first = TryAddOrReplaceExpired(_marks, (request.TenantId, claimId), mark, now);
         }
 
         var state = _tenants.GetOrAdd(request.TenantId, static _ => new TenantState());
@@ -177,7 +177,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     private static string MarkKey(string tenantId, string kind, string id) => string.Concat(tenantId, "\n", kind, "\n", id);
 
     /// <summary>SET NX with expiry: adds, or replaces an expired entry; false if a live one exists.</summary>
-    private static bool TryAddOrReplaceExpired<T>(ConcurrentDictionary<string, Expiring<T>> map, string key, Expiring<T> value, DateTimeOffset now)
+    private static bool TryAddOrReplaceExpired<TKey, T>(ConcurrentDictionary<TKey, Expiring<T>> map, TKey key, Expiring<T> value, DateTimeOffset now)
+        where TKey : notnull
     {
         while (true)
         {
@@ -203,32 +204,24 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         }
     }
 
+    private static void RemoveExpired<TKey, T>(ConcurrentDictionary<TKey, Expiring<T>> map, DateTimeOffset now)
+        where TKey : notnull
+    {
+        foreach (var (key, entry) in map)
+        {
+            if (entry.ExpiresAt <= now)
+            {
+                map.TryRemove(key, out _);
+            }
+        }
+    }
+
     private void Sweep()
     {
         var now = _time.GetUtcNow();
-        foreach (var (key, entry) in _owners)
-        {
-            if (entry.ExpiresAt <= now)
-            {
-                _owners.TryRemove(key, out _);
-            }
-        }
-
-        foreach (var (key, entry) in _marks)
-        {
-            if (entry.ExpiresAt <= now)
-            {
-                _marks.TryRemove(key, out _);
-            }
-        }
-
-        foreach (var (key, entry) in _held)
-        {
-            if (entry.ExpiresAt <= now)
-            {
-                _held.TryRemove(key, out _);
-            }
-        }
+        RemoveExpired(_owners, now);
+        RemoveExpired(_marks, now);
+        RemoveExpired(_held, now);
 
         var windows = QuotaWindows.At(now);
         foreach (var state in _tenants.Values)
