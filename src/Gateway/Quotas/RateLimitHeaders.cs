@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 
 namespace Gateway.Quotas;
 
@@ -45,14 +44,14 @@ internal static class RateLimitHeaders
 
         if (status.RequestLimit is { } requestLimit)
         {
-            headers[LimitRequests] = requestLimit.ToString(CultureInfo.InvariantCulture);
+            headers[LimitRequests] = RequestLimitText.Of(requestLimit);
             headers[RemainingRequests] = Math.Max(0, status.RequestRemaining).ToString(CultureInfo.InvariantCulture);
             headers[ResetRequests] = FormatDuration(status.RequestReset);
         }
 
         if (status.TokenLimit is { } tokenLimit)
         {
-            headers[LimitTokens] = tokenLimit.ToString(CultureInfo.InvariantCulture);
+            headers[LimitTokens] = TokenLimitText.Of(tokenLimit);
             headers[RemainingTokens] = Math.Max(0, status.TokenRemaining).ToString(CultureInfo.InvariantCulture);
             headers[ResetTokens] = FormatDuration(status.TokenReset);
         }
@@ -67,27 +66,74 @@ internal static class RateLimitHeaders
         }
 
         var totalMs = (long)Math.Ceiling(duration.TotalMilliseconds);
+        Span<char> text = stackalloc char[48];
+        var length = 0;
         if (totalMs < 1000)
         {
-            return totalMs.ToString(CultureInfo.InvariantCulture) + "ms";
+            Append(text, ref length, totalMs);
+            text[length++] = 'm';
+            text[length++] = 's';
+            return new string(text[..length]);
         }
 
-        var builder = new StringBuilder();
         var hours = totalMs / 3_600_000;
         var minutes = totalMs / 60_000 % 60;
         var millis = totalMs % 60_000;
         if (hours > 0)
         {
-            builder.Append(hours.ToString(CultureInfo.InvariantCulture)).Append('h');
+            Append(text, ref length, hours);
+            text[length++] = 'h';
         }
 
         if (hours > 0 || minutes > 0)
         {
-            builder.Append(minutes.ToString(CultureInfo.InvariantCulture)).Append('m');
+            Append(text, ref length, minutes);
+            text[length++] = 'm';
         }
 
-        var seconds = millis / 1000m;
-        builder.Append(seconds.ToString("0.###", CultureInfo.InvariantCulture)).Append('s');
-        return builder.ToString();
+        // Seconds with up to three decimals and no trailing zeros: 1s, 1.5s, 59.999s.
+        Append(text, ref length, millis / 1000);
+        var fraction = (int)(millis % 1000);
+        if (fraction > 0)
+        {
+            text[length++] = '.';
+            var digits = fraction % 100 == 0 ? 1 : fraction % 10 == 0 ? 2 : 3;
+            var scaled = digits == 1 ? fraction / 100 : digits == 2 ? fraction / 10 : fraction;
+            scaled.TryFormat(text[length..], out var written, digits == 1 ? "0" : digits == 2 ? "00" : "000", CultureInfo.InvariantCulture);
+            length += written;
+        }
+
+        text[length++] = 's';
+        return new string(text[..length]);
+    }
+
+    private static void Append(Span<char> text, ref int length, long value)
+    {
+        value.TryFormat(text[length..], out var written, provider: CultureInfo.InvariantCulture);
+        length += written;
+    }
+
+    private static readonly LimitText RequestLimitText = new();
+    private static readonly LimitText TokenLimitText = new();
+
+    /// <summary>Limits change only with the configuration: the text of the last one seen is reused.</summary>
+    private sealed class LimitText
+    {
+        private Entry? _last;
+
+        public string Of(long limit)
+        {
+            var last = _last;
+            if (last is not null && last.Value == limit)
+            {
+                return last.Text;
+            }
+
+            var entry = new Entry(limit, limit.ToString(CultureInfo.InvariantCulture));
+            _last = entry;
+            return entry.Text;
+        }
+
+        private sealed record Entry(long Value, string Text);
     }
 }
