@@ -97,10 +97,12 @@ internal static class RateLimitHeaders
         if (fraction > 0)
         {
             text[length++] = '.';
-            var digits = fraction % 100 == 0 ? 1 : fraction % 10 == 0 ? 2 : 3;
-            var scaled = digits == 1 ? fraction / 100 : digits == 2 ? fraction / 10 : fraction;
-            scaled.TryFormat(text[length..], out var written, digits == 1 ? "0" : digits == 2 ? "00" : "000", CultureInfo.InvariantCulture);
+            fraction.TryFormat(text[length..], out var written, "000", CultureInfo.InvariantCulture);
             length += written;
+            while (text[length - 1] == '0')
+            {
+                length--;
+            }
         }
 
         text[length++] = 's';

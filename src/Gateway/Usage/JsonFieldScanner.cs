@@ -17,8 +17,8 @@ internal sealed class JsonFieldScanner
 
     // One arena for every captured value, sized per field: ~3 KB per scanner keeps 10,000 open streams cheap.
     // The Responses delta and the chat delta content never occur in the same document, so they share one slot.
-    private static readonly int[] Capacities = BuildCapacities(out ArenaSize);
-    private static readonly int[] Offsets = BuildOffsets();
+    private static readonly int[] Capacities = BuildCapacities();
+    private static readonly int[] Offsets = BuildOffsets(out ArenaSize);
     private static readonly int ArenaSize;
 
     private static readonly SearchValues<byte> StringStops = SearchValues.Create("\"\\"u8);
@@ -39,7 +39,7 @@ internal sealed class JsonFieldScanner
 
     public JsonFieldScanner() => Reset();
 
-    private static int[] BuildCapacities(out int total)
+    private static int[] BuildCapacities()
     {
         var capacities = new int[(int)ScanField.Count];
         for (var i = 0; i < capacities.Length; i++)
@@ -53,11 +53,11 @@ internal sealed class JsonFieldScanner
             };
         }
 
-        total = capacities.Sum() - capacities[(int)ScanField.ChatDeltaContent];
         return capacities;
     }
 
-    private static int[] BuildOffsets()
+    /// <summary>Each field's place in the arena (fields that share a slot share an offset); the arena's size.</summary>
+    private static int[] BuildOffsets(out int arenaSize)
     {
         var offsets = new int[Capacities.Length];
         var next = 0;
@@ -73,6 +73,7 @@ internal sealed class JsonFieldScanner
             next += Capacities[i];
         }
 
+        arenaSize = next;
         return offsets;
     }
 

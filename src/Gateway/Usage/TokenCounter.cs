@@ -240,13 +240,12 @@ internal sealed class OutputTokenTally(TokenCounter counter)
         // A space followed by a letter, digit or mark starts a pre-token in o200k_base; newlines and runs of
         // whitespace can join their neighbours (".\n", "  \n"), so only such a space is a safe cut.
         var held = _batch.AsSpan(0, _length);
-        var cut = held.Length - 1;
-        while (cut > 0 && !(held[cut - 1] == ' ' && !char.IsWhiteSpace(held[cut])))
+        var cut = held.Length - 2;
+        while (cut > 0 && (held[cut] != ' ' || char.IsWhiteSpace(held[cut + 1])))
         {
             cut--;
         }
 
-        cut--;
         if (cut <= 0)
         {
             return;
