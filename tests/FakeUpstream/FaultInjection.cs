@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Primitives;
 
@@ -88,7 +89,15 @@ internal static class FaultInjection
     {
         try
         {
-            await Task.Delay(delayMs, context.Fake().WaitToken(context));
+            // Timers may fire up to a clock tick early; tests use this pause as a lower bound, so hold it in full.
+            var started = Stopwatch.GetTimestamp();
+            var delay = TimeSpan.FromMilliseconds(delayMs);
+            TimeSpan elapsed;
+            while ((elapsed = Stopwatch.GetElapsedTime(started)) < delay)
+            {
+                await Task.Delay(delay - elapsed + TimeSpan.FromMilliseconds(1), context.Fake().WaitToken(context));
+            }
+
             return true;
         }
         catch (OperationCanceledException)

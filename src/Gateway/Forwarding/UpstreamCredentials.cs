@@ -16,6 +16,7 @@ internal sealed class UpstreamCredentials : IDisposable
     private readonly IConfiguration _configuration;
     private readonly ILogger<UpstreamCredentials> _logger;
     private readonly ITimer _fileTimer;
+    private readonly Lock _refreshing = new(); // the poll timer and a config reload may refresh at the same time
     private volatile Credential _current;
 
     public UpstreamCredentials(GatewaySettings settings, IConfiguration configuration, TimeProvider time, ILogger<UpstreamCredentials> logger)
@@ -42,11 +43,14 @@ internal sealed class UpstreamCredentials : IDisposable
     {
         try
         {
-            var next = Resolve(upstream);
-            if (next != _current)
+            lock (_refreshing)
             {
-                _current = next;
-                CredentialsLog.UpstreamKeyChanged(_logger, next.Source);
+                var next = Resolve(upstream);
+                if (next != _current)
+                {
+                    _current = next;
+                    CredentialsLog.UpstreamKeyChanged(_logger, next.Source);
+                }
             }
         }
         catch (IOException ex)

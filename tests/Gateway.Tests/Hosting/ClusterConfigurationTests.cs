@@ -16,6 +16,9 @@ public sealed class ClusterConfigurationTests : IAsyncLifetime
 {
     private static readonly TimeSpan PropagationGuard = TimeSpan.FromSeconds(60);
 
+    // The key or config swap takes effect before its log line leaves the batched stdout sink.
+    private static readonly TimeSpan LogFlushGuard = TimeSpan.FromSeconds(10);
+
     private FakeUpstreamServer _upstream = null!;
     private readonly List<KubeletVolume> _volumes = [];
 
@@ -65,7 +68,7 @@ public sealed class ClusterConfigurationTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, stillA.StatusCode);
         }
 
-        Assert.Contains(gateway.Events, e => GatewayProcess.EventName(e) == "ConfigurationReloaded");
+        Assert.NotEmpty(await gateway.WaitForEventsAsync("ConfigurationReloaded", LogFlushGuard));
         Assert.False(gateway.HasExited);
     }
 
@@ -103,7 +106,7 @@ public sealed class ClusterConfigurationTests : IAsyncLifetime
 
         Assert.Equal("Bearer upstream-key-after-rotation", _upstream.Requests[^1].Header("Authorization"));
         Assert.All(statuses, s => Assert.Equal(HttpStatusCode.OK, s));
-        var changed = Assert.Single(gateway.Events, e => GatewayProcess.EventName(e) == "UpstreamKeyChanged");
+        var changed = Assert.Single(await gateway.WaitForEventsAsync("UpstreamKeyChanged", LogFlushGuard));
         Assert.Equal("Gateway:Upstream:ApiKeyFile", changed.GetProperty("Source").GetString());
         Assert.DoesNotContain("upstream-key-", gateway.Stdout, StringComparison.Ordinal);
     }

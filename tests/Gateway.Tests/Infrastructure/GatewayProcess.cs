@@ -52,6 +52,31 @@ public sealed class GatewayProcess : IAsyncDisposable
         e.TryGetProperty("EventId", out var id) && id.TryGetProperty("Name", out var name) ? name.GetString() : null;
 
     /// <summary>
+    /// The events named <paramref name="name"/> once at least one is on stdout. The gateway's log sink writes in
+    /// batches, so a line can reach stdout after the request that shows its effect; fails with the output after
+    /// <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<JsonElement>> WaitForEventsAsync(string name, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var matching = Events.Where(e => EventName(e) == name).ToArray();
+            if (matching.Length > 0)
+            {
+                return matching;
+            }
+
+            if (DateTime.UtcNow >= deadline || _process.HasExited)
+            {
+                throw new TimeoutException($"No {name} event on the gateway's stdout within {timeout} (exited: {_process.HasExited}).\nstdout:\n{Stdout}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>
     /// Starts <c>dotnet Gateway.dll</c> from <paramref name="publishDirectory"/> in <paramref name="workingDirectory"/>
     /// (default: a fresh empty folder, so the appsettings.json beside the binary is the one loaded) with
     /// <paramref name="environment"/> on top of a scrubbed copy of this process's environment.
