@@ -28,16 +28,25 @@ public sealed class LogCapture : ILogEventSink
 
     public IReadOnlyList<JsonElement> Events => _lines.Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToArray();
 
-    public IReadOnlyList<JsonElement> UsageEvents =>
-        Events.Where(e => e.TryGetProperty("EventId", out var id) && id.TryGetProperty("Name", out var name) && name.GetString() == "Usage").ToArray();
+    public IReadOnlyList<JsonElement> UsageEvents => Named("Usage");
+
+    public IReadOnlyList<JsonElement> Named(string eventName) =>
+        Events.Where(e => e.TryGetProperty("EventId", out var id) && id.TryGetProperty("Name", out var name) && name.GetString() == eventName).ToArray();
 
     /// <summary>Waits until at least <paramref name="count"/> usage events were written (they are written as requests finish).</summary>
-    public async Task<IReadOnlyList<JsonElement>> WaitForUsageEventsAsync(int count, TimeSpan? timeout = null)
+    public Task<IReadOnlyList<JsonElement>> WaitForUsageEventsAsync(int count, TimeSpan? timeout = null) =>
+        WaitForEventsAsync("Usage", count, timeout);
+
+    /// <summary>
+    /// Waits until at least <paramref name="count"/> events named <paramref name="eventName"/> were written; returns
+    /// what is there at the deadline otherwise. A log line can follow the answer that shows its effect.
+    /// </summary>
+    public async Task<IReadOnlyList<JsonElement>> WaitForEventsAsync(string eventName, int count = 1, TimeSpan? timeout = null)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
         while (true)
         {
-            var events = UsageEvents;
+            var events = Named(eventName);
             if (events.Count >= count || DateTime.UtcNow > deadline)
             {
                 return events;

@@ -84,6 +84,5 @@ public sealed class RefusalReportingTests : TwoTenantBed
         Assert.Empty(RefusalLines());
     }
 
-    private JsonElement[] RefusalLines() =>
-        Gateway.Logs.Events.Where(e => e.TryGetProperty("EventId", out var id) && id.TryGetProperty("Name", out var n) && n.GetString() == "IsolationRefused").ToArray();
+    private IReadOnlyList<JsonElement> RefusalLines() => Gateway.Logs.Named("IsolationRefused");
 }
