@@ -14,7 +14,7 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     private readonly ConcurrentDictionary<string, Expiring<string>> _owners = new(StringComparer.Ordinal);
     // Keyed by (tenant, response id) without building a key string: one mark per stored response adds up.
     private readonly ConcurrentDictionary<(string Tenant, string ResponseId), Expiring<bool>> _marks = new();
-    private readonly ConcurrentDictionary<string, Expiring<HeldReservation>> _held = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Tenant, string ResponseId), Expiring<HeldReservation>> _held = new();
     private readonly TimeProvider _time;
     private readonly ITimer _sweeper;
 
@@ -91,13 +91,13 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             if (request.HoldForResponseId is { } holdId && reservation is not null)
             {
                 // Still running: the reservation stays; remembered (past its timeout, see RedisStateStore) until the usage is seen.
-                _held[MarkKey(request.TenantId, "held", holdId)] = new Expiring<HeldReservation>(
+                _held[(request.TenantId, holdId)] = new Expiring<HeldReservation>(
                     new HeldReservation(reservation, now + request.HoldTimeout), now + request.HoldTimeout + request.ClaimRetention);
             }
             else
             {
                 if (first && request.ClaimResponseId is { } responseId
-                    && _held.TryRemove(MarkKey(request.TenantId, "held", responseId), out var held) && held.ExpiresAt > now)
+                    && _held.TryRemove((request.TenantId, responseId), out var held) && held.ExpiresAt > now)
                 {
                     // The usage of a held background response: it replaces the held reservation, in that reservation's windows
                     // (or, past the timeout, the estimate that was kept stays the charge). Either way it is not charged again below.
@@ -173,8 +173,6 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     public ValueTask<bool> PingAsync(CancellationToken cancellationToken) => ValueTask.FromResult(true);
 
     public void Dispose() => _sweeper.Dispose();
-
-    private static string MarkKey(string tenantId, string kind, string id) => string.Concat(tenantId, "\n", kind, "\n", id);
 
     /// <summary>SET NX with expiry: adds, or replaces an expired entry; false if a live one exists.</summary>
     private static bool TryAddOrReplaceExpired<TKey, T>(ConcurrentDictionary<TKey, Expiring<T>> map, TKey key, Expiring<T> value, DateTimeOffset now)
