@@ -7,8 +7,23 @@ namespace FakeUpstream;
 /// <summary>Entry point of the standalone fake (a named class so it never clashes with the gateway's Program in tests).</summary>
 internal static class FakeUpstreamProgram
 {
-    public static async Task Main(string[] args)
+    public static async Task<int> Main(string[] args)
     {
+        if (args is ["probe", var probeUrl])
+        {
+            // The compose health check: the chiseled image has no shell or curl.
+            using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(3) };
+            try
+            {
+                using var response = await client.GetAsync(new Uri(probeUrl));
+                return response.IsSuccessStatusCode ? 0 : 1;
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+            {
+                return 1;
+            }
+        }
+
         var builder = WebApplication.CreateSlimBuilder(args);
         var section = builder.Configuration.GetSection("FakeUpstream");
         var defaults = new FakeUpstreamSettings();
@@ -30,5 +45,6 @@ internal static class FakeUpstreamProgram
         var app = builder.Build();
         FakeApp.Map(app, new FakeUpstreamState(settings));
         await app.RunAsync();
+        return 0;
     }
 }

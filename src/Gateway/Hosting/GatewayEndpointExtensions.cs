@@ -29,7 +29,8 @@ internal static class GatewayEndpointExtensions
         return app;
     }
 
-    /// <summary>Handles the commands that run instead of the server (<c>new-key</c>, <c>hash-key</c>).</summary>
+    /// <summary>Handles the commands that run instead of the server (<c>new-key</c>, <c>hash-key</c>, <c>probe</c>).</summary>
     public static bool TryRunCommand(string[] args, out int exitCode) =>
-        GatewayKeyCommand.TryRun(args, Console.In, Console.Out, out exitCode);
+        GatewayKeyCommand.TryRun(args, Console.In, Console.Out, out exitCode)
+        || ProbeCommand.TryRun(args, Console.Out, out exitCode);
 }

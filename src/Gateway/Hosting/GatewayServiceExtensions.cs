@@ -52,6 +52,10 @@ internal static class GatewayServiceExtensions
 
         services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(GatewayMetrics.MeterName)
+            // http_server_active_requests: open requests and streams per pod, what the HPA scales on
+            // (deploy/components/in-flight-autoscaling); ASP.NET Core's duration histogram stays out (gen_ai_* covers it).
+            .AddMeter("Microsoft.AspNetCore.Hosting")
+            .AddView("http.server.request.duration", MetricStreamConfiguration.Drop)
             .AddPrometheusExporter());
         return builder;
     }
@@ -89,6 +93,7 @@ internal static class GatewayServiceExtensions
         services.AddSingleton<ISharedStateStore>(sp => string.IsNullOrWhiteSpace(RedisConnectionString(sp))
             ? sp.GetRequiredService<MemoryStateStore>()
             : sp.GetRequiredService<ResilientStateStore>());
+        services.AddHostedService<RedisDataLossMonitor>(); // idle without Redis
     }
 
     private static string? RedisConnectionString(IServiceProvider services) =>

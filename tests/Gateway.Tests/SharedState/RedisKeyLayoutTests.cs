@@ -48,6 +48,11 @@ public sealed partial class RedisKeyLayoutTests
         }
 
         Assert.All(keys, key => Assert.StartsWith("llmgw:", key, StringComparison.Ordinal));
+
+        // The one documented key without a TTL: the data-loss marker (RedisDataLossMonitor), one per installation.
+        Assert.True(await EventuallyAsync(() => database.KeyExistsAsync("llmgw:instance-marker")), "no instance marker");
+        keys.Remove("llmgw:instance-marker");
+        Assert.Null(await database.KeyTimeToLiveAsync("llmgw:instance-marker"));
         var tenantA = keys.Where(k => k.StartsWith("llmgw:{t:tenant-a}:", StringComparison.Ordinal)).ToList();
         var tenantB = keys.Where(k => k.StartsWith("llmgw:{t:tenant-b}:", StringComparison.Ordinal)).ToList();
         var owners = keys.Where(k => k.StartsWith("llmgw:own:", StringComparison.Ordinal)).ToList();
