@@ -104,6 +104,12 @@ internal sealed partial class RedisDataLossMonitor : BackgroundService
         {
             return; // unreachable: the stores report that (StoreDown); the check runs again on reconnect
         }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Never let the check take the host down (a failed BackgroundService stops it); try again next period.
+            RedisMarkerCheckFailed(_logger, ex.GetType().Name);
+            return;
+        }
 
         // A different marker than the one seen before: this replica or another one found it missing and wrote it anew.
         if (_markerSeen is { } seen && !string.Equals(seen.Value, current, StringComparison.Ordinal))
@@ -121,10 +127,14 @@ internal sealed partial class RedisDataLossMonitor : BackgroundService
     }
 
     [LoggerMessage(EventId = 4050, EventName = "RedisDataLost", Level = LogLevel.Error,
-        Message = "Redis lost its data: the marker {Marker} is gone (last seen {MarkerLastSeen:O}). Quota windows, budgets, counted response ids and object ownership from before are lost; see docs/operations.md, Redis data loss.")]
+        Message = "Redis lost its data: the marker {Marker} was gone or written anew (last seen {MarkerLastSeen:O}). Quota windows, budgets, counted response ids and object ownership from before are lost; see docs/operations.md, Redis data loss.")]
     private static partial void RedisDataLost(ILogger logger, string marker, DateTimeOffset markerLastSeen);
 
     [LoggerMessage(EventId = 4051, EventName = "RedisMarker", Level = LogLevel.Information,
         Message = "Redis data loss detection on: the marker {Marker} says this Redis has held the gateway's data since {MarkerSince}.")]
     private static partial void RedisMarkerFound(ILogger logger, string marker, string markerSince);
+
+    [LoggerMessage(EventId = 4052, EventName = "RedisMarkerCheckFailed", Level = LogLevel.Warning,
+        Message = "The Redis data loss check failed ({ErrorType}); it runs again at the next period.")]
+    private static partial void RedisMarkerCheckFailed(ILogger logger, string errorType);
 }
