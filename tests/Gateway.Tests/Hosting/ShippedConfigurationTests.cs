@@ -82,6 +82,19 @@ public sealed class ShippedConfigurationTests : IAsyncLifetime
         Assert.Equal(2, await ProbeAsync("not-a-url"));
     }
 
+    [Fact]
+    public async Task FakeUpstreamProbe_RunningThenStopped_ExitCodesZeroThenOne()
+    {
+        // The compose demo's health check of the fake (its chiseled image has no curl either).
+        await using var fake = await FakeUpstreamServer.StartAsync();
+        var healthz = new Uri(fake.RootUrl, "/healthz").ToString();
+        var fakeProgram = Path.Combine(AppContext.BaseDirectory, "FakeUpstream.dll");
+
+        Assert.Equal(0, await RunAsync(fakeProgram, "probe", healthz));
+        await fake.DisposeAsync();
+        Assert.Equal(1, await RunAsync(fakeProgram, "probe", healthz));
+    }
+
     /// <summary>The <c>NAME=value</c> assignments in front of <c>dotnet run --project src/Gateway</c> in the README's local trial.</summary>
     private static Dictionary<string, string> ReadmeTrialEnvironment()
     {
@@ -93,14 +106,18 @@ public sealed class ShippedConfigurationTests : IAsyncLifetime
         return words.TakeWhile(w => w != "dotnet").Select(w => w.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
     }
 
-    private static async Task<int> ProbeAsync(string url)
+    private static async Task<int> ProbeAsync(string url) =>
+        await RunAsync(Path.Combine(await PublishedGateway.DirectoryAsync(), "Gateway.dll"), "probe", url);
+
+    private static async Task<int> RunAsync(string program, params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
+        info.ArgumentList.Add(program);
+        foreach (var arg in args)
         {
-            ArgumentList = { Path.Combine(await PublishedGateway.DirectoryAsync(), "Gateway.dll"), "probe", url },
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        };
+            info.ArgumentList.Add(arg);
+        }
+
         using var process = Process.Start(info)!;
         await process.StandardOutput.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
