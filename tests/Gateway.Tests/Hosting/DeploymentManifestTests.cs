@@ -276,7 +276,7 @@ public sealed partial class DeploymentManifestTests
         Assert.Empty(shipped.GetSection("Gateway:Tenants").GetChildren());
         Assert.Equal(9464, shipped.GetValue<int>("Gateway:Metrics:Port"));
         Assert.Contains(":9464", shipped["Urls"], StringComparison.Ordinal);
-        Assert.DoesNotContain("Public", shipped.GetSection("Gateway:Metrics").GetChildren().Select(c => c.Key));
+        Assert.False(shipped.GetValue<bool>("Gateway:Metrics:Public"), "the shipped file makes /metrics public");
         var demoHash = TestKeys.Hash("gwk_demo_local_only");
         foreach (var file in new[] { "appsettings.json", "docker-compose.yml", ".env.example", "Dockerfile" })
         {
