@@ -82,6 +82,12 @@ internal sealed class GatewayRequestHandler(
 
         exchange.Route = match.Route;
         exchange.PathId = match.PathId;
+        if (match.OverlongIdParam is { } overlongId)
+        {
+            await RejectAsync(exchange, RequestInspector.TooLong(overlongId));
+            return;
+        }
+
         if (match.Route.IsGatewayLocal)
         {
             if (await quotaEndpoint.WriteAsync(exchange) is { } localError)
