@@ -12,15 +12,23 @@ internal static class RequestBodyEditor
     /// Applies <paramref name="edits"/> (positions in the current body, non-overlapping) in one copy. Members added
     /// to the same object are joined with commas, and followed by one when the object already has members.
     /// </summary>
-    public static void Apply(PooledBody body, List<BodyEdit> edits)
+    public static void Apply(PooledBody body, List<BodyEdit>? edits)
     {
-        if (edits.Count == 0)
+        if (edits is null || edits.Count == 0)
         {
             return;
         }
 
-        // Stable: members added to one object keep the order they were added in.
-        var ordered = edits.Select((edit, index) => (edit, index)).OrderBy(e => e.edit.Position).ThenBy(e => e.index).Select(e => e.edit).ToArray();
+        // A handful of edits: an insertion sort, stable, so members added to one object keep the order they were added in.
+        var ordered = edits.ToArray();
+        for (var i = 1; i < ordered.Length; i++)
+        {
+            for (var j = i; j > 0 && ordered[j - 1].Position > ordered[j].Position; j--)
+            {
+                (ordered[j - 1], ordered[j]) = (ordered[j], ordered[j - 1]);
+            }
+        }
+
         var source = body.Span;
         var capacity = source.Length;
         foreach (var edit in ordered)

@@ -37,11 +37,11 @@ internal static class RequestPolicy
             }
         }
 
-        var edits = new List<BodyEdit>(2);
+        List<BodyEdit>? edits = null;
         if (route.Usage == UsageShape.Chat && facts.Stream && facts.IncludeUsage != true)
         {
             // Usage exists in a chat stream only when asked for; ask, and hide the answer from the client.
-            edits.Add(facts.StreamOptionsSlot switch
+            (edits ??= new(2)).Add(facts.StreamOptionsSlot switch
             {
                 { IsPresent: false } => BodyEdit.AddMember(facts.RootObjectStart, "\"stream_options\":{\"include_usage\":true}"u8),
                 { IsNull: true } => BodyEdit.Overwrite(facts.StreamOptionsSlot, "{\"include_usage\":true}"u8),
@@ -53,7 +53,7 @@ internal static class RequestPolicy
         }
 
         if (tenant.MaxOutputTokens is { } cap && route.Usage is UsageShape.Responses or UsageShape.Chat && route.CreatesObject != ObjectKind.None
-            && CapOutput(facts, route, cap, edits) is { } capError)
+            && CapOutput(facts, route, cap, ref edits) is { } capError)
         {
             return capError;
         }
@@ -67,7 +67,7 @@ internal static class RequestPolicy
     /// overwritten with the cap, and a body without any limit gets one. On chat both <c>max_completion_tokens</c>
     /// and the deprecated <c>max_tokens</c> are capped, whichever of them the upstream honours.
     /// </summary>
-    private static OpenAIError? CapOutput(RequestFacts facts, ApiRoute route, long cap, List<BodyEdit> edits)
+    private static OpenAIError? CapOutput(RequestFacts facts, ApiRoute route, long cap, ref List<BodyEdit>? edits)
     {
         var primary = route.Usage == UsageShape.Chat ? "max_completion_tokens" : "max_output_tokens";
         if (facts.OutputLimit > cap)
@@ -80,22 +80,21 @@ internal static class RequestPolicy
             return AboveCap("max_tokens", facts.LegacyOutputLimit.Value, cap);
         }
 
-        var capText = Encoding.UTF8.GetBytes(cap.ToString(CultureInfo.InvariantCulture));
         if (facts.OutputLimitSlot.IsNull)
         {
-            edits.Add(BodyEdit.Overwrite(facts.OutputLimitSlot, capText));
+            (edits ??= new(2)).Add(BodyEdit.Overwrite(facts.OutputLimitSlot, Encoding.UTF8.GetBytes(cap.ToString(CultureInfo.InvariantCulture))));
             facts.OutputLimit = cap;
         }
 
         if (facts.LegacyOutputLimitSlot.IsNull)
         {
-            edits.Add(BodyEdit.Overwrite(facts.LegacyOutputLimitSlot, capText));
+            (edits ??= new(2)).Add(BodyEdit.Overwrite(facts.LegacyOutputLimitSlot, Encoding.UTF8.GetBytes(cap.ToString(CultureInfo.InvariantCulture))));
             facts.LegacyOutputLimit = cap;
         }
 
         if (facts.OutputLimit is null && facts.LegacyOutputLimit is null)
         {
-            edits.Add(BodyEdit.AddMember(facts.RootObjectStart, Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"\"{primary}\":{cap}"))));
+            (edits ??= new(2)).Add(BodyEdit.AddMember(facts.RootObjectStart, Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"\"{primary}\":{cap}"))));
             facts.OutputLimit = cap;
         }
 
