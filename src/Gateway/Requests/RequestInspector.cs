@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 using Gateway.Errors;
@@ -83,9 +84,10 @@ internal static class RequestInspector
                 }
 
                 seen |= key;
+                var name = reader.ValueIsEscaped ? default : reader.ValueSpan;
                 reader.Read();
                 error = key == PolicyKey.None
-                    ? (SkipValue(ref reader) ? null : InvalidText(null))
+                    ? (SkipValue(ref reader) ? null : InvalidText(name.Length is > 0 and <= 64 ? Encoding.UTF8.GetString(name) : null))
                     : ReadPolicyValue(ref reader, key, param!, facts);
                 if (error is not null)
                 {

@@ -176,6 +176,23 @@ public sealed class BodyReadingTests() : GatewayTestBed(c =>
     }
 
     [Theory]
+    [InlineData("""{"model":"\ud800","input":"hi"}""", "model")]
+    [InlineData("""{"model":"gpt-4o-mini","input":[{"role":"user","content":"\udc00"}]}""", "input")]
+    [InlineData("""{"model":"gpt-4o-mini","input":"hi","conversation":{"id":"conv_\ud800"}}""", "conversation")]
+    [InlineData("""{"model":"gpt-4o-mini","m\ud800":1}""", null)]
+    public async Task UnpairedSurrogateEscape_400NamesTheTopLevelMemberHoldingIt(string body, string? param)
+    {
+        using var client = Gateway.CreateClient(TestKeys.KeyB);
+
+        using var response = await client.SendAsync(Post("responses", body));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = await ErrorAsync(response);
+        Assert.Equal("invalid_text", error.GetProperty("code").GetString());
+        Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
+    [Theory]
     [InlineData("model")]
     [InlineData("input")]
     [InlineData("metadata-key")]
