@@ -1,4 +1,3 @@
-using System.Buffers.Text;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -468,28 +467,22 @@ internal static class RequestInspector
         var i = raw.IndexOf((byte)'\\');
         while (i >= 0)
         {
-            if (raw[i + 1] != (byte)'u')
+            // The reader checked the syntax: a backslash is followed by one character, \u by four hex digits.
+            var surrogate = raw[i + 1] == (byte)'u' ? Surrogate(raw.Slice(i + 2, 4)) : SurrogateKind.None;
+            i += raw[i + 1] == (byte)'u' ? 6 : 2;
+            if (surrogate == SurrogateKind.Low)
             {
-                i += 2;
+                return false;
             }
-            else
+
+            if (surrogate == SurrogateKind.High)
             {
-                var unit = Hex4(raw.Slice(i + 2, 4));
-                i += 6;
-                if (unit is >= 0xDC00 and <= 0xDFFF)
+                if (raw.Length < i + 6 || raw[i] != (byte)'\\' || raw[i + 1] != (byte)'u' || Surrogate(raw.Slice(i + 2, 4)) != SurrogateKind.Low)
                 {
                     return false;
                 }
 
-                if (unit is >= 0xD800 and <= 0xDBFF)
-                {
-                    if (raw.Length < i + 6 || raw[i] != (byte)'\\' || raw[i + 1] != (byte)'u' || Hex4(raw.Slice(i + 2, 4)) is < 0xDC00 or > 0xDFFF)
-                    {
-                        return false;
-                    }
-
-                    i += 6;
-                }
+                i += 6;
             }
 
             var next = raw[i..].IndexOf((byte)'\\');
@@ -499,8 +492,28 @@ internal static class RequestInspector
         return true;
     }
 
-    private static int Hex4(ReadOnlySpan<byte> digits) =>
-        Utf8Parser.TryParse(digits, out ushort value, out var consumed, 'X') && consumed == 4 ? value : -1;
+    private enum SurrogateKind
+    {
+        None,
+        High,
+        Low,
+    }
+
+    /// <summary>D800–DBFF high, DC00–DFFF low: only the first two hex digits decide.</summary>
+    private static SurrogateKind Surrogate(ReadOnlySpan<byte> hex)
+    {
+        if ((hex[0] | 0x20) != 'd')
+        {
+            return SurrogateKind.None;
+        }
+
+        return (hex[1] | 0x20) switch
+        {
+            '8' or '9' or 'a' or 'b' => SurrogateKind.High,
+            'c' or 'd' or 'e' or 'f' => SurrogateKind.Low,
+            _ => SurrogateKind.None,
+        };
+    }
 
     private static string Describe(JsonTokenType token) => token switch
     {
