@@ -1,12 +1,14 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Gateway.Requests;
+using Gateway.Tenants;
 
 namespace Gateway.Observability;
 
 /// <summary>
 /// The gateway's metrics. Names follow the OpenTelemetry GenAI semantic conventions where they define one
 /// (<c>gen_ai.client.token.usage</c>, <c>gen_ai.client.operation.duration</c>); the rest are <c>gateway.*</c>.
-/// Tag values are bounded: tenants come from configuration, models from the upstream's answer, never from the client.
+/// Tag values are bounded: tenants come from configuration, models from the upstream's answer (see <see cref="ModelLabel"/>), never from the client.
 /// </summary>
 internal sealed class GatewayMetrics
 {
@@ -31,6 +33,43 @@ internal sealed class GatewayMetrics
         _timeToFirstByte = meter.CreateHistogram<double>("gateway.time_to_first_byte", "s", "Time until the first body byte of the upstream's answer.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
         _storeFailures = meter.CreateCounter<long>("gateway.quota.store_failures", "{failure}", "Quota store operations that failed and fell back or denied.");
+    }
+
+    /// <summary>The label <c>other</c> stands for every model a tenant may not use.</summary>
+    public const string OtherModel = "other";
+
+    /// <summary>
+    /// The model label of a request: the upstream's model name when it is one the tenant may use (a listed model, or
+    /// a dated snapshot of one such as <c>gpt-4o-mini-2024-07-18</c>), otherwise <c>other</c>, so a tenant cannot
+    /// mint series, whatever a compatible upstream echoes back.
+    /// </summary>
+    public static string ModelLabel(Tenant tenant, string? model)
+    {
+        if (string.IsNullOrEmpty(model))
+        {
+            return "";
+        }
+
+        if (model.Length > RequestInspector.MaxIdLength)
+        {
+            return OtherModel;
+        }
+
+        if (tenant.AllowedModels is not { } allowed || allowed.Contains(model))
+        {
+            return model;
+        }
+
+        foreach (var listed in allowed)
+        {
+            if (model.Length > listed.Length + 1 && model.StartsWith(listed, StringComparison.Ordinal) && model[listed.Length] == '-'
+                && char.IsAsciiDigit(model[listed.Length + 1]))
+            {
+                return model;
+            }
+        }
+
+        return OtherModel;
     }
 
     public void RecordRequest(string tenant, string endpoint, string outcome, int statusCode, string? model, double durationSeconds, double? ttfbSeconds)

@@ -82,6 +82,12 @@ internal sealed class GatewayRequestHandler(
 
         exchange.Route = match.Route;
         exchange.PathId = match.PathId;
+        if (match.OverlongIdParam is { } overlongId)
+        {
+            await RejectAsync(exchange, RequestInspector.TooLong(overlongId));
+            return;
+        }
+
         if (match.Route.IsGatewayLocal)
         {
             if (await quotaEndpoint.WriteAsync(exchange) is { } localError)
@@ -157,41 +163,12 @@ internal sealed class GatewayRequestHandler(
             return null;
         }
 
-        if (route.CarriesModel && facts.Model is { } model && !tenant.IsModelAllowed(model))
+        if (RequestPolicy.Apply(exchange.Body!, facts, route, tenant, out var hideChatUsageChunk) is { } error)
         {
-            return new OpenAIError(StatusCodes.Status404NotFound,
-                $"The model `{model}` does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found");
+            return error;
         }
 
-        if (route.Usage == UsageShape.Chat && facts.Stream && facts.IncludeUsage != true)
-        {
-            // Usage exists in a chat stream only when asked for; ask, and hide the answer from the client.
-            RequestBodyEditor.EnableIncludeUsage(exchange.Body!, facts);
-            exchange.HideChatUsageChunk = true;
-        }
-
-        if (tenant.MaxOutputTokens is { } cap && route.Usage is UsageShape.Responses or UsageShape.Chat && route.CreatesObject != ObjectKind.None)
-        {
-            var param = facts.MaxOutputTokensParam ?? (route.Usage == UsageShape.Chat ? "max_completion_tokens" : "max_output_tokens");
-            if (facts.MaxOutputTokensInvalid)
-            {
-                return OpenAIError.BadRequest($"Invalid '{param}': expected an integer.", param, "invalid_type");
-            }
-
-            if (facts.MaxOutputTokens > cap)
-            {
-                return OpenAIError.BadRequest(
-                    $"Invalid '{param}': {facts.MaxOutputTokens} is above this tenant's cap of {cap} output tokens per request.", param, "max_output_tokens_exceeded");
-            }
-
-            if (facts.MaxOutputTokens is null)
-            {
-                RequestBodyEditor.InsertTopLevelNumber(exchange.Body!, facts, param, cap);
-                facts.MaxOutputTokens = cap;
-                facts.MaxOutputTokensParam = param;
-            }
-        }
-
+        exchange.HideChatUsageChunk = hideChatUsageChunk;
         if (exchange.Body is not null)
         {
             UseBufferedBody(exchange.Http.Request, exchange.Body);

@@ -113,8 +113,14 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
 
         var quotas = settings.Current.Quotas;
         var input = tokens.EstimateInput(exchange.Body.Span, quotas.TokenizeBodyBytesThreshold);
-        var output = route.Usage == UsageShape.Embeddings ? 0 : exchange.Request?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation;
-        return input + Math.Max(0, output);
+        if (route.Usage == UsageShape.Embeddings)
+        {
+            return input;
+        }
+
+        // Each of chat's n choices may produce the output limit. A limit no model reaches is clamped, so the sum cannot overflow.
+        var perChoice = Math.Clamp(exchange.Request?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation, 0, int.MaxValue);
+        return input + (perChoice * (exchange.Request?.Choices ?? 1));
     }
 
     public static QuotaStatus StatusOf(Configuration.TenantLimitsOptions limits, QuotaCounters counters, QuotaWindows windows) => new(

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Text;
 
 namespace Gateway.Requests;
 
@@ -9,46 +8,63 @@ namespace Gateway.Requests;
 /// </summary>
 internal static class RequestBodyEditor
 {
-    /// <summary>Sets (inserts) a top-level integer property right after the root '{'.</summary>
-    public static void InsertTopLevelNumber(PooledBody body, RequestFacts facts, string property, long value)
+    /// <summary>
+    /// Applies <paramref name="edits"/> (positions in the current body, non-overlapping) in one copy. Members added
+    /// to the same object are joined with commas, and followed by one when the object already has members.
+    /// </summary>
+    public static void Apply(PooledBody body, List<BodyEdit>? edits)
     {
-        var insertion = Encoding.UTF8.GetBytes($"\"{property}\":{value}{(HasMembersAfter(body.Span, facts.RootObjectStart) ? "," : "")}");
-        Splice(body, facts.RootObjectStart + 1, 0, insertion);
-    }
-
-    /// <summary>Makes <c>stream_options.include_usage</c> true, adding <c>stream_options</c> if needed.</summary>
-    public static void EnableIncludeUsage(PooledBody body, RequestFacts facts)
-    {
-        if (facts.IncludeUsageValueStart >= 0)
+        if (edits is null || edits.Count == 0)
         {
-            Splice(body, facts.IncludeUsageValueStart, facts.IncludeUsageValueLength, "true"u8);
+            return;
         }
-        else if (facts.StreamOptionsObjectStart >= 0)
-        {
-            var comma = HasMembersAfter(body.Span, facts.StreamOptionsObjectStart) ? ","u8 : ""u8;
-            Splice(body, facts.StreamOptionsObjectStart + 1, 0, [.. "\"include_usage\":true"u8, .. comma]);
-        }
-        else
-        {
-            var comma = HasMembersAfter(body.Span, facts.RootObjectStart) ? ","u8 : ""u8;
-            Splice(body, facts.RootObjectStart + 1, 0, [.. "\"stream_options\":{\"include_usage\":true}"u8, .. comma]);
-        }
-    }
 
-    private static bool HasMembersAfter(ReadOnlySpan<byte> json, int objectStart)
-    {
-        var rest = json[(objectStart + 1)..].TrimStart(" \t\r\n"u8);
-        return rest.Length > 0 && rest[0] != (byte)'}';
-    }
+        // A handful of edits: an insertion sort, stable, so members added to one object keep the order they were added in.
+        var ordered = edits.ToArray();
+        for (var i = 1; i < ordered.Length; i++)
+        {
+            for (var j = i; j > 0 && ordered[j - 1].Position > ordered[j].Position; j--)
+            {
+                (ordered[j - 1], ordered[j]) = (ordered[j], ordered[j - 1]);
+            }
+        }
 
-    private static void Splice(PooledBody body, int position, int removeLength, ReadOnlySpan<byte> insertion)
-    {
         var source = body.Span;
-        var length = source.Length - removeLength + insertion.Length;
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
-        source[..position].CopyTo(buffer);
-        insertion.CopyTo(buffer.AsSpan(position));
-        source[(position + removeLength)..].CopyTo(buffer.AsSpan(position + insertion.Length));
-        body.Replace(buffer, length);
+        var capacity = source.Length;
+        foreach (var edit in ordered)
+        {
+            capacity += edit.Insertion.Length + 1;
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent(capacity);
+        var written = 0;
+        var copied = 0;
+        for (var i = 0; i < ordered.Length; i++)
+        {
+            var edit = ordered[i];
+            source[copied..edit.Position].CopyTo(buffer.AsSpan(written));
+            written += edit.Position - copied;
+            edit.Insertion.CopyTo(buffer.AsSpan(written));
+            written += edit.Insertion.Length;
+            copied = edit.Position + edit.RemoveLength;
+            if (edit.IsMember)
+            {
+                var anotherMemberFollows = i + 1 < ordered.Length && ordered[i + 1].IsMember && ordered[i + 1].Position == edit.Position;
+                if (anotherMemberFollows || HasMembersAfter(source, edit.Position))
+                {
+                    buffer[written++] = (byte)',';
+                }
+            }
+        }
+
+        source[copied..].CopyTo(buffer.AsSpan(written));
+        written += source.Length - copied;
+        body.Replace(buffer, written);
+    }
+
+    private static bool HasMembersAfter(ReadOnlySpan<byte> json, int position)
+    {
+        var rest = json[position..].TrimStart(" \t\r\n"u8);
+        return rest.Length > 0 && rest[0] != (byte)'}';
     }
 }

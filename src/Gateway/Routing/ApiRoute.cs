@@ -55,5 +55,8 @@ internal sealed record ApiRoute(
     public bool Generates => Usage != UsageShape.None && Body == BodyPolicy.JsonRequired;
 }
 
-/// <summary>A matched route plus the object id found in the path, if any.</summary>
-internal readonly record struct RouteMatch(ApiRoute Route, string? PathId);
+/// <summary>
+/// A matched route plus the object id found in the path, if any. <see cref="OverlongIdParam"/> names the path
+/// parameter whose id is longer than any OpenAI issues (the request is refused with a 400 naming it).
+/// </summary>
+internal readonly record struct RouteMatch(ApiRoute Route, string? PathId, string? OverlongIdParam = null);

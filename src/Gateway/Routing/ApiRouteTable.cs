@@ -33,6 +33,8 @@ internal static class ApiRouteTable
     public static readonly ApiRoute ModelsRetrieve = new("models.retrieve", BodyPolicy.None, UsageShape.None);
     public static readonly ApiRoute GatewayQuota = new("gateway.quota", BodyPolicy.None, UsageShape.None, IsGatewayLocal: true);
 
+    private const int MaxIdLength = Requests.RequestInspector.MaxIdLength;
+
     // Ids OpenAI issues are [A-Za-z0-9_-]; refusing anything else (%2F, "..") keeps encoded path tricks from reaching other APIs.
     private static readonly SearchValues<char> IdChars = SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
     private static readonly SearchValues<char> ModelIdChars = SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:");
@@ -142,7 +144,9 @@ internal static class ApiRouteTable
 
         if (HttpMethods.IsGet(method) || HttpMethods.IsDelete(method))
         {
-            return Set(ConversationsItemsRead, conversationId, out match);
+            return parts.Length == 4 && rest[parts[3]].Length > MaxIdLength && conversationId.Length <= MaxIdLength
+                ? Overlong(ConversationsItemsRead, "item_id", out match)
+                : Set(ConversationsItemsRead, conversationId, out match);
         }
 
         return parts.Length == 3 && HttpMethods.IsPost(method) && Set(ConversationsItemsWrite, conversationId, out match);
@@ -204,15 +208,32 @@ internal static class ApiRouteTable
             }
         }
 
-        return Set(ModelsRetrieve, null, out match);
+        return modelId.Length > MaxIdLength ? Overlong(ModelsRetrieve, "model", out match) : Set(ModelsRetrieve, null, out match);
     }
 
+    // Any length is matched, so that an overlong id is answered 400 naming its parameter rather than 404.
     private static bool IsId(ReadOnlySpan<char> segment) =>
-        segment.Length is > 0 and <= 256 && !segment.ContainsAnyExcept(IdChars);
+        segment.Length > 0 && !segment.ContainsAnyExcept(IdChars);
 
     private static bool Set(ApiRoute route, string? id, out RouteMatch match)
     {
+        if (id is { Length: > MaxIdLength })
+        {
+            return Overlong(route, route.PathObject switch
+            {
+                ObjectKind.Response => "response_id",
+                ObjectKind.Conversation => "conversation_id",
+                _ => "completion_id",
+            }, out match);
+        }
+
         match = new RouteMatch(route, id);
+        return true;
+    }
+
+    private static bool Overlong(ApiRoute route, string param, out RouteMatch match)
+    {
+        match = new RouteMatch(route, null, param);
         return true;
     }
 }

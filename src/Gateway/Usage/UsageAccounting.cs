@@ -86,10 +86,11 @@ internal sealed class UsageAccounting(
         var request = exchange.Http.Request;
 
         // Metrics first: once the usage event is visible, the counters already include the request.
-        metrics.RecordRequest(tenant, endpoint, outcomeText, status, usage.Model, duration.TotalSeconds, ttfb / 1000);
+        var modelLabel = GatewayMetrics.ModelLabel(exchange.Tenant!, usage.Model);
+        metrics.RecordRequest(tenant, endpoint, outcomeText, status, modelLabel, duration.TotalSeconds, ttfb / 1000);
         if (total is not null)
         {
-            metrics.RecordTokens(tenant, endpoint, usage.Model, input, cached, output, reasoning);
+            metrics.RecordTokens(tenant, endpoint, modelLabel, input, cached, output, reasoning);
         }
 
         if (usageLogger.IsEnabled(LogLevel.Information))

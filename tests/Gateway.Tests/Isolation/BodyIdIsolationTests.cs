@@ -95,7 +95,7 @@ public sealed class BodyIdIsolationTests : TwoTenantBed
     }
 
     [Fact]
-    public async Task DuplicateMember_LastOneIsTheOneCheckedAsUpstreamParsersDo()
+    public async Task DuplicateMember_RefusedWhicheverOneAParserWouldRead()
     {
         var own = await CreateResponseAsync(B);
         var others = await CreateResponseAsync(A);
@@ -103,7 +103,9 @@ public sealed class BodyIdIsolationTests : TwoTenantBed
         using var refused = await B.PostAsync("responses",
             Json($$"""{"model":"gpt-4o-mini","input":"hi","previous_response_id":"{{own}}","previous_response_id":"{{others}}"}"""));
 
-        await AssertRefusalAsync(refused, Field.PreviousResponse, others);
+        // Parsers disagree on which duplicate counts: the gateway refuses the body rather than guess (docs/isolation.md).
+        await AssertErrorAsync(refused, HttpStatusCode.BadRequest,
+            "Duplicate parameter 'previous_response_id': each parameter may be sent only once.", "previous_response_id", "duplicate_parameter");
         Assert.Single(UpstreamRequestsFrom(TestKeys.TenantB));
     }
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Gateway.Routing;
 
 namespace Gateway.Tests.Routing;
@@ -52,5 +53,25 @@ public sealed class ApiRouteTableTests
     public void TryMatch_AnythingElse_IsNotForwarded(string method, string path)
     {
         Assert.False(ApiRouteTable.TryMatch(method, path, out _));
+    }
+
+    [Theory]
+    [InlineData("GET", "/v1/responses/resp_{0}", "response_id")]
+    [InlineData("POST", "/v1/responses/resp_{0}/cancel", "response_id")]
+    [InlineData("DELETE", "/v1/conversations/conv_{0}", "conversation_id")]
+    [InlineData("POST", "/v1/conversations/conv_{0}/items", "conversation_id")]
+    [InlineData("DELETE", "/v1/conversations/conv_1/items/msg_{0}", "item_id")]
+    [InlineData("GET", "/v1/chat/completions/chatcmpl-{0}/messages", "completion_id")]
+    [InlineData("GET", "/v1/models/gpt-{0}", "model")]
+    public void TryMatch_IdOver256Characters_MatchedWithTheParameterToRefuse(string method, string template, string param)
+    {
+        var hole = template.IndexOf("{0}", StringComparison.Ordinal);
+        var prefix = hole - template.LastIndexOf('/', hole) - 1; // "resp_", "chatcmpl-"...
+        Assert.True(ApiRouteTable.TryMatch(method, string.Format(CultureInfo.InvariantCulture, template, new string('a', 256 - prefix)), out var longest));
+        Assert.Null(longest.OverlongIdParam);
+
+        Assert.True(ApiRouteTable.TryMatch(method, string.Format(CultureInfo.InvariantCulture, template, new string('a', 257 - prefix)), out var overlong));
+        Assert.Equal(param, overlong.OverlongIdParam);
+        Assert.Null(overlong.PathId);
     }
 }
