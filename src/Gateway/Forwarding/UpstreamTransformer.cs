@@ -13,7 +13,8 @@ namespace Gateway.Forwarding;
 /// go, the real key comes in, <c>Accept-Encoding: identity</c> is asked for. Towards the client: cookies and the
 /// organisation-wide <c>x-ratelimit-*</c> headers go (the tenant's own come in), and the body is observed for usage.
 /// </summary>
-internal sealed class UpstreamTransformer(UpstreamCredentials credentials, GatewaySettings settings, UsageObserverFactory observers) : HttpTransformer
+internal sealed class UpstreamTransformer(UpstreamCredentials credentials, GatewaySettings settings, UsageObserverFactory observers, ILogger<UpstreamTransformer> logger)
+    : HttpTransformer
 {
     public const string GatewayRequestIdHeader = "x-gateway-request-id";
 
@@ -77,6 +78,13 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
             exchange.UpstreamRequestId = upstreamId.ToString();
         }
 
+        if (UpstreamErrors.IsAuthFailure(exchange.UpstreamStatus))
+        {
+            // The upstream refused our key or organization: the tenant learns nothing of it but that it failed.
+            await UpstreamErrors.AnswerAuthFailureAsync(httpContext, exchange, proxyResponse, UpstreamKey(), logger, cancellationToken);
+            return false;
+        }
+
         var copy = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
         var responseHeaders = httpContext.Response.Headers;
         foreach (var name in UpstreamHeadersToDrop)
@@ -89,6 +97,13 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
         if (exchange.UpstreamRequestId is null)
         {
             responseHeaders["x-request-id"] = exchange.RequestId;
+        }
+
+        if (exchange.UpstreamStatus >= 400)
+        {
+            // Error bodies are small and may name the upstream organization or quote its key: copied scrubbed.
+            await UpstreamErrors.CopyScrubbedAsync(httpContext, exchange, proxyResponse, UpstreamKey(), cancellationToken);
+            return false;
         }
 
         var content = proxyResponse.Content;
@@ -110,6 +125,12 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
         }
 
         return copy;
+    }
+
+    private string UpstreamKey()
+    {
+        var value = credentials.HeaderValue;
+        return value.StartsWith("Bearer ", StringComparison.Ordinal) ? value["Bearer ".Length..] : value;
     }
 
     private static BodyFormat DetectFormat(GatewayExchange exchange, HttpResponseMessage response, System.Net.Http.Headers.MediaTypeHeaderValue? contentType)
