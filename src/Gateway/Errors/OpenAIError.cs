@@ -55,8 +55,11 @@ internal sealed record OpenAIError(int StatusCode, string Message, string Type, 
             Headers = new Dictionary<string, string> { ["retry-after"] = "1", ["retry-after-ms"] = "1000" },
         };
 
-    public static OpenAIError Internal() =>
-        new(StatusCodes.Status500InternalServerError, "The gateway had an error while processing your request.", "server_error");
+    /// <summary>A fault of the gateway itself; the request id lets operators find the logged error.</summary>
+    public static OpenAIError Internal(string requestId) =>
+        new(StatusCodes.Status500InternalServerError,
+            $"The gateway had an error while processing your request. You can retry your request, or contact the gateway's operators and include the request ID {requestId} in your message.",
+            "server_error");
 
     /// <summary>Writes the envelope as the whole response. Callers check <see cref="HttpResponse.HasStarted"/> first.</summary>
     public Task WriteAsync(HttpContext context)

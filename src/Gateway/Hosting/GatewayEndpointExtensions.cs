@@ -13,7 +13,11 @@ internal static class GatewayEndpointExtensions
     {
         var handler = app.Services.GetRequiredService<GatewayRequestHandler>();
 
-        // First: the metrics port serves nothing of the API, and /metrics nothing outside it (judged by the connection's port).
+        // Outermost: whatever throws, the client gets an OpenAI envelope (500 server_error with the request id), not an empty 500.
+        var faultLogger = app.Services.GetRequiredService<ILogger<GatewayRequestHandler>>();
+        app.Use((context, next) => GatewayFaults.GuardAsync(context, next, faultLogger));
+
+        // Then: the metrics port serves nothing of the API, and /metrics nothing outside it (judged by the connection's port).
         var metricsExposure = new MetricsExposure(app.Services.GetRequiredService<GatewaySettings>().Current.Metrics);
         metricsExposure.LogChoice(app.Services.GetRequiredService<ILogger<MetricsExposure>>());
         app.Use(metricsExposure.InvokeAsync);

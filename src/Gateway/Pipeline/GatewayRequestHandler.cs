@@ -57,10 +57,12 @@ internal sealed class GatewayRequestHandler(
         catch (Exception ex) when (ex is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
         {
             PipelineLog.UnhandledError(logger, ex, exchange.RequestId, tenant.Id);
+            exchange.GatewayFault = true;
             if (!context.Response.HasStarted)
             {
                 context.Response.Clear();
-                await RejectAsync(exchange, OpenAIError.Internal());
+                context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = exchange.RequestId;
+                await RejectAsync(exchange, OpenAIError.Internal(exchange.RequestId));
                 exchange.Rejected = false; // the gateway failed; this is not a policy refusal
             }
         }
