@@ -21,7 +21,13 @@ internal static partial class UpstreamErrors
     // Error bodies are small envelopes; anything larger is not read whole but replaced by a generic envelope.
     private const int MaxErrorBodyBytes = 64 * 1024;
 
-    public static bool IsAuthFailure(int status) => status is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden;
+    /// <summary>
+    /// The upstream refused the gateway's credentials: any 401, and a 403 other than OpenAI's "project does not have
+    /// access to model" (code <c>model_not_found</c>), which the tenant's choice of model causes and may be told.
+    /// </summary>
+    public static bool IsCredentialRefusal(int status, UpstreamErrorBody error) =>
+        status == StatusCodes.Status401Unauthorized
+        || (status == StatusCodes.Status403Forbidden && error.Code != "model_not_found");
 
     /// <summary>
     /// Removes what identifies the upstream account: <c>org-…</c>, <c>proj_…</c>, <c>sk-…</c> (masked or whole, with
@@ -41,11 +47,10 @@ internal static partial class UpstreamErrors
     /// Reads the upstream's 401/403 (bounded), logs it for operators with the account identifiers removed, and
     /// answers the tenant with the gateway's own 502. The upstream's headers are not copied.
     /// </summary>
-    public static async Task AnswerAuthFailureAsync(HttpContext context, GatewayExchange exchange, HttpResponseMessage upstream,
-        string? upstreamKey, ILogger logger, CancellationToken cancellationToken)
+    public static async Task AnswerAuthFailureAsync(HttpContext context, GatewayExchange exchange, UpstreamErrorBody upstreamError,
+        string? upstreamKey, ILogger logger)
     {
-        var (body, _) = await ReadBoundedAsync(upstream, cancellationToken);
-        var (code, message) = ErrorFields(body);
+        var (code, message) = (upstreamError.Code, upstreamError.Message);
         UpstreamErrorLog.UpstreamAuthFailed(logger, exchange.UpstreamStatus, code is null ? null : Scrub(Truncate(code), upstreamKey),
             message is null ? null : Scrub(Truncate(message), upstreamKey), exchange.UpstreamRequestId, exchange.RequestId, exchange.Tenant?.Id);
 
@@ -62,12 +67,11 @@ internal static partial class UpstreamErrors
     /// Replaces the body of an upstream error answer (status and headers already copied) by the scrubbed text.
     /// A body the gateway cannot read as text within the bound becomes a generic envelope of the same status.
     /// </summary>
-    public static async Task CopyScrubbedAsync(HttpContext context, GatewayExchange exchange, HttpResponseMessage upstream,
-        string? upstreamKey, CancellationToken cancellationToken)
+    public static async Task WriteScrubbedAsync(HttpContext context, UpstreamErrorBody upstreamError, string? upstreamKey, CancellationToken cancellationToken)
     {
         var response = context.Response;
-        var (body, complete) = await ReadBoundedAsync(upstream, cancellationToken);
-        response.Headers.Remove(HeaderNames.ContentEncoding); // read decoded below
+        var (body, complete) = (upstreamError.Bytes, upstreamError.Complete);
+        response.Headers.Remove(HeaderNames.ContentEncoding); // read decoded
         byte[] output;
         if (!complete)
         {
@@ -87,6 +91,14 @@ internal static partial class UpstreamErrors
         {
             await response.Body.WriteAsync(output, cancellationToken);
         }
+    }
+
+    /// <summary>Reads an upstream error body, decoded, up to the bound.</summary>
+    public static async Task<UpstreamErrorBody> ReadAsync(HttpResponseMessage upstream, CancellationToken cancellationToken)
+    {
+        var (body, complete) = await ReadBoundedAsync(upstream, cancellationToken);
+        var (code, message) = complete ? ErrorFields(body) : (null, null);
+        return new UpstreamErrorBody(body, complete, code, message);
     }
 
     private static async Task<(byte[] Body, bool Complete)> ReadBoundedAsync(HttpResponseMessage upstream, CancellationToken cancellationToken)
@@ -162,6 +174,9 @@ internal static partial class UpstreamErrors
     [GeneratedRegex(@"\borg-[A-Za-z0-9]+|\bproj_[A-Za-z0-9]+|\bsk-(?:[A-Za-z0-9_*-]|…|\\u2026)+|[A-Za-z0-9_-]*\*{3,}[A-Za-z0-9_*-]*", RegexOptions.CultureInvariant)]
     private static partial Regex AccountIdentifiers();
 }
+
+/// <summary>An upstream error body as read: its decoded bytes (empty unless <paramref name="Complete"/>) and envelope fields.</summary>
+internal sealed record UpstreamErrorBody(byte[] Bytes, bool Complete, string? Code, string? Message);
 
 internal static partial class UpstreamErrorLog
 {

@@ -78,10 +78,12 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
             exchange.UpstreamRequestId = upstreamId.ToString();
         }
 
-        if (UpstreamErrors.IsAuthFailure(exchange.UpstreamStatus))
+        // Error bodies are small: read (bounded) before anything is copied, to judge and scrub them.
+        var upstreamError = exchange.UpstreamStatus >= 400 ? await UpstreamErrors.ReadAsync(proxyResponse, cancellationToken) : null;
+        if (upstreamError is not null && UpstreamErrors.IsCredentialRefusal(exchange.UpstreamStatus, upstreamError))
         {
             // The upstream refused our key or organization: the tenant learns nothing of it but that it failed.
-            await UpstreamErrors.AnswerAuthFailureAsync(httpContext, exchange, proxyResponse, UpstreamKey(), logger, cancellationToken);
+            await UpstreamErrors.AnswerAuthFailureAsync(httpContext, exchange, upstreamError, UpstreamKey(), logger);
             return false;
         }
 
@@ -99,10 +101,10 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
             responseHeaders["x-request-id"] = exchange.RequestId;
         }
 
-        if (exchange.UpstreamStatus >= 400)
+        if (upstreamError is not null)
         {
-            // Error bodies are small and may name the upstream organization or quote its key: copied scrubbed.
-            await UpstreamErrors.CopyScrubbedAsync(httpContext, exchange, proxyResponse, UpstreamKey(), cancellationToken);
+            // They may name the upstream organization or quote its key: copied scrubbed.
+            await UpstreamErrors.WriteScrubbedAsync(httpContext, upstreamError, UpstreamKey(), cancellationToken);
             return false;
         }
 

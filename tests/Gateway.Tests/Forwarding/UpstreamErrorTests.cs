@@ -134,6 +134,24 @@ public sealed class UpstreamErrorTests() : GatewayTestBed(c => c["Gateway:Upstre
     }
 
     [Fact]
+    public async Task Upstream403ProjectLacksModel_TenantsOwnChoice_PassesAs403WithProjectIdRemovedAndNoAlert()
+    {
+        // OpenAI answers a model the project may not use with 403 model_not_found: caused by the tenant, not our key.
+        using var client = Gateway.CreateClient();
+        using var request = Create(Prompt, ("x-fake-status", "403"), ("x-fake-error-code", "model_not_found"),
+            ("x-fake-error-message", "Project `proj_Qx81LmNs0Pq` does not have access to model `gpt-5-pro`"));
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("Project `[redacted]` does not have access to model `gpt-5-pro`", error.GetProperty("message").GetString());
+        Assert.Equal("model_not_found", error.GetProperty("code").GetString());
+        await UsageEvents.OfAsync(Gateway, response);
+        Assert.Empty(Gateway.Logs.Named("UpstreamAuthFailed"));
+    }
+
+    [Fact]
     public async Task UpstreamErrorWithoutIdentifiers_PassesByteForByte()
     {
         using var client = Gateway.CreateClient();
