@@ -1,4 +1,5 @@
 using Gateway.Configuration;
+using Gateway.Observability;
 using Gateway.Pipeline;
 using Gateway.Quotas;
 using Gateway.Routing;
@@ -13,7 +14,8 @@ namespace Gateway.Forwarding;
 /// go, the real key comes in, <c>Accept-Encoding: identity</c> is asked for. Towards the client: cookies and the
 /// organisation-wide <c>x-ratelimit-*</c> headers go (the tenant's own come in), and the body is observed for usage.
 /// </summary>
-internal sealed class UpstreamTransformer(UpstreamCredentials credentials, GatewaySettings settings, UsageObserverFactory observers, ILogger<UpstreamTransformer> logger)
+internal sealed class UpstreamTransformer(
+    UpstreamCredentials credentials, GatewaySettings settings, UsageObserverFactory observers, GatewayMetrics metrics, ILogger<UpstreamTransformer> logger)
     : HttpTransformer
 {
     public const string GatewayRequestIdHeader = "x-gateway-request-id";
@@ -83,6 +85,7 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
         if (upstreamError is not null && UpstreamErrors.IsCredentialRefusal(exchange.UpstreamStatus, upstreamError))
         {
             // The upstream refused our key or organization: the tenant learns nothing of it but that it failed.
+            metrics.RecordUpstreamAuthFailure(exchange.UpstreamStatus);
             await UpstreamErrors.AnswerAuthFailureAsync(httpContext, exchange, upstreamError, UpstreamKey(), logger);
             return false;
         }

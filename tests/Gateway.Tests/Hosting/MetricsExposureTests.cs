@@ -72,6 +72,24 @@ public sealed class MetricsExposureTests
     }
 
     [Fact]
+    public async Task MetricsPort_UpstreamRefusesTheGatewaysKey_CountedForTheAlert()
+    {
+        await using var bed = await TwoPortBed.StartAsync();
+        using var client = new HttpClient { BaseAddress = new Uri(bed.ApiRoot, "/v1/") };
+        client.DefaultRequestHeaders.Authorization = new("Bearer", TestKeys.KeyA);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "responses")
+        {
+            Content = new StringContent("""{"model":"gpt-4o-mini","input":"hi"}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("x-fake-status", "401");
+        using var response = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+
+        using var metrics = new HttpClient { BaseAddress = bed.MetricsRoot };
+        await WaitForSeriesAsync(metrics, "gateway_upstream_auth_failures_total{otel_scope_name=\"Gateway\",http_response_status_code=\"401\"} 1");
+    }
+
+    [Fact]
     public async Task NoMetricsPort_NotPublic_MetricsOffAndStartupLogSaysSo()
     {
         await using var upstream = await FakeUpstreamServer.StartAsync();
@@ -121,7 +139,7 @@ public sealed class MetricsExposureTests
         }
         while (!text.Contains(series, StringComparison.Ordinal) && DateTime.UtcNow < deadline && await Delay());
 
-        Assert.Contains(series, text, StringComparison.Ordinal);
+        Assert.True(text.Contains(series, StringComparison.Ordinal), text);
         static async Task<bool> Delay()
         {
             await Task.Delay(100);
