@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Gateway.Errors;
 using Gateway.Pipeline;
@@ -17,6 +18,12 @@ namespace Gateway.Forwarding;
 internal static partial class UpstreamErrors
 {
     public const string Redacted = "[redacted]";
+
+    private static readonly JsonSerializerOptions IndentedRelaxed = new()
+    {
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     // Error bodies are small envelopes; anything larger is not read whole but replaced by a generic envelope.
     private const int MaxErrorBodyBytes = 64 * 1024;
@@ -81,9 +88,7 @@ internal static partial class UpstreamErrors
         }
         else
         {
-            var text = Encoding.UTF8.GetString(body);
-            var scrubbed = Scrub(text, upstreamKey);
-            output = ReferenceEquals(text, scrubbed) || text == scrubbed ? body : Encoding.UTF8.GetBytes(scrubbed);
+            output = ScrubBody(body, upstreamKey) ?? body;
         }
 
         response.ContentLength = output.Length;
@@ -91,6 +96,78 @@ internal static partial class UpstreamErrors
         {
             await response.Body.WriteAsync(output, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// The body with account identifiers removed, or null when it has none. A JSON body is scrubbed value by value
+    /// after unescaping (so <c>org\u002d…</c> is caught too) and written again indented, as OpenAI writes its errors;
+    /// anything else is scrubbed as text.
+    /// </summary>
+    public static byte[]? ScrubBody(byte[] body, string? upstreamKey)
+    {
+        try
+        {
+            if (JsonNode.Parse(body) is { } root)
+            {
+                return ScrubStrings(root, upstreamKey) ? Encoding.UTF8.GetBytes(root.ToJsonString(IndentedRelaxed)) : null;
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException)
+        {
+            // Not JSON, or strings .NET cannot decode (a lone surrogate): scrub the raw text instead.
+        }
+
+        var text = Encoding.UTF8.GetString(body);
+        var scrubbed = Scrub(text, upstreamKey);
+        return text == scrubbed ? null : Encoding.UTF8.GetBytes(scrubbed);
+    }
+
+    private static bool ScrubStrings(JsonNode node, string? upstreamKey)
+    {
+        var changed = false;
+        switch (node)
+        {
+            case JsonObject obj:
+                foreach (var (name, child) in obj.ToArray())
+                {
+                    if (child is JsonValue value && value.TryGetValue<string>(out var text))
+                    {
+                        var scrubbed = Scrub(text, upstreamKey);
+                        if (scrubbed != text)
+                        {
+                            obj[name] = scrubbed;
+                            changed = true;
+                        }
+                    }
+                    else if (child is not null)
+                    {
+                        changed |= ScrubStrings(child, upstreamKey);
+                    }
+                }
+
+                break;
+            case JsonArray array:
+                for (var i = 0; i < array.Count; i++)
+                {
+                    if (array[i] is JsonValue value && value.TryGetValue<string>(out var text))
+                    {
+                        var scrubbed = Scrub(text, upstreamKey);
+                        if (scrubbed != text)
+                        {
+                            array[i] = scrubbed;
+                            changed = true;
+                        }
+                    }
+                    else if (array[i] is { } child)
+                    {
+                        changed |= ScrubStrings(child, upstreamKey);
+                    }
+                }
+
+                break;
+        }
+
+        return changed;
     }
 
     /// <summary>Reads an upstream error body, decoded, up to the bound.</summary>

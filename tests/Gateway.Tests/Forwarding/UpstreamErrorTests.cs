@@ -173,6 +173,20 @@ public sealed class UpstreamErrorTests() : GatewayTestBed(c => c["Gateway:Upstre
     public void Scrub_MaskedFragmentsAndIds_Replaced(string text, string expected) =>
         Assert.Equal(expected, UpstreamErrors.Scrub(text, TestKeys.UpstreamKey));
 
+    [Fact]
+    public void ScrubBody_IdentifiersHiddenBehindJsonEscapes_FoundAfterUnescaping()
+    {
+        var body = Encoding.UTF8.GetBytes("""{"error":{"message":"in org\u002dEsc4ped9 with sk\u002dproj\u002dAbCd\u2026wxyz","type":"requests","param":null,"code":"rate_limit_exceeded"}}""");
+
+        var scrubbed = Encoding.UTF8.GetString(UpstreamErrors.ScrubBody(body, TestKeys.UpstreamKey)!);
+
+        var error = JsonDocument.Parse(scrubbed).RootElement.GetProperty("error");
+        Assert.Equal("in [redacted] with [redacted]", error.GetProperty("message").GetString());
+        Assert.Equal("rate_limit_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal(JsonValueKind.Null, error.GetProperty("param").ValueKind);
+        Assert.Null(UpstreamErrors.ScrubBody(Encoding.UTF8.GetBytes("""{"error":{"message":"nothing to hide"}}"""), TestKeys.UpstreamKey));
+    }
+
     private static HttpRequestMessage Create(string json, params (string Name, string Value)[] headers)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, "responses") { Content = new StringContent(json, Encoding.UTF8, "application/json") };
