@@ -15,15 +15,14 @@ internal static class GatewayFaults
         {
             await next(context);
         }
-        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
+        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested && !context.Response.HasStarted)
         {
+            // Once the answer has started it cannot be replaced: the exception goes on to Kestrel, which aborts the
+            // connection so the client sees a broken answer rather than a complete-looking truncated one.
             HostingLog.UnhandledFault(logger, ex, context.TraceIdentifier);
-            if (!context.Response.HasStarted)
-            {
-                context.Response.Clear();
-                context.Response.Headers["x-request-id"] = context.TraceIdentifier;
-                await OpenAIError.Internal(context.TraceIdentifier).WriteAsync(context);
-            }
+            context.Response.Clear();
+            context.Response.Headers["x-request-id"] = context.TraceIdentifier;
+            await OpenAIError.Internal(context.TraceIdentifier).WriteAsync(context);
         }
     }
 }

@@ -152,14 +152,14 @@ internal sealed class UsageAccounting(
     private static Outcome DecideOutcome(GatewayExchange exchange)
     {
         var usage = exchange.Usage;
-        if (exchange.Rejected)
-        {
-            return Outcome.Rejected;
-        }
-
         if (exchange.GatewayFault)
         {
             return Outcome.GatewayError;
+        }
+
+        if (exchange.Rejected)
+        {
+            return Outcome.Rejected;
         }
 
         // When the upstream body breaks, YARP aborts the client connection itself (RequestAborted fires): that is
@@ -208,7 +208,7 @@ internal sealed class UsageAccounting(
     private static bool ShouldEstimate(GatewayExchange exchange, Outcome outcome) =>
         exchange.Route is { Generates: true } && exchange.Forwarded && exchange.Body is not null
         && exchange.Request is { Background: false }
-        && outcome is Outcome.ClientAborted or Outcome.UpstreamError or Outcome.Failed
+        && outcome is Outcome.ClientAborted or Outcome.UpstreamError or Outcome.Failed or Outcome.GatewayError
         && (exchange.IsStreamingResponse || outcome == Outcome.ClientAborted)
         && (exchange.UpstreamStatus is 0 or (>= 200 and < 300));
 
