@@ -143,6 +143,32 @@ public sealed class BodyReadTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
     }
 
+    [Theory]
+    [InlineData(100, false)]
+    [InlineData(16 * 1024, false)]
+    [InlineData(16 * 1024 + 1, false)]
+    [InlineData(64 * 1024 + 1, false)]
+    [InlineData(300_000, false)]
+    [InlineData(100, true)]
+    [InlineData(16 * 1024 + 1, true)]
+    [InlineData(300_000, true)]
+    public async Task Body_AcrossBufferGrowth_ForwardedByteForByte(int size, bool chunked)
+    {
+        await using var bed = await QuotaBed.StartAsync("memory", c => Limits(c, concurrent: 2));
+        using var client = bed.Gateway.CreateClient();
+        var prefix = """{"model":"text-embedding-3-small","input":" """;
+        var json = Encoding.UTF8.GetBytes(prefix + new string('a', size - prefix.Length - 2) + "\"}");
+        Assert.Equal(size, json.Length);
+        HttpContent content = chunked ? new StreamContent(new MemoryStream(json)) : new ByteArrayContent(json);
+        content.Headers.ContentType = new("application/json");
+
+        using var response = await client.PostAsync("embeddings", content);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(json, Assert.Single(bed.Upstream.Requests).Body);
+        Assert.Equal(0, Used(await QuotaAsync(client), "concurrent_requests"));
+    }
+
     private static string BigBody(int bytes, string model = "gpt-4o-mini")
     {
         var text = new StringBuilder(bytes);
