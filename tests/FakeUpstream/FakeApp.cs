@@ -107,11 +107,17 @@ internal static class FakeApp
         }
         else
         {
-            var key = authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? authorization[7..].Trim() : authorization;
-            message = $"Incorrect API key provided: {Mask(key)}. You can find your API key at https://platform.openai.com/account/api-keys.";
+            message = IncorrectKeyMessage(authorization);
         }
 
         return OpenAiWire.WriteErrorAsync(context, StatusCodes.Status401Unauthorized, message, "invalid_request_error", null, "invalid_api_key");
+    }
+
+    /// <summary>OpenAI's 401 text for a wrong key: it quotes the key it got, masked to its first 8 and last 4 characters.</summary>
+    internal static string IncorrectKeyMessage(string authorization)
+    {
+        var key = authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? authorization[7..].Trim() : authorization;
+        return $"Incorrect API key provided: {Mask(key)}. You can find your API key at https://platform.openai.com/account/api-keys.";
 
         static string Mask(string key) => key.Length <= 12
             ? new string('*', key.Length)

@@ -113,7 +113,7 @@ internal static class FaultInjection
         var (type, code, message) = status switch
         {
             400 => ("invalid_request_error", (string?)null, "Invalid request (injected by x-fake-status)."),
-            401 => ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-fake****. You can find your API key at https://platform.openai.com/account/api-keys."),
+            401 => ("invalid_request_error", "invalid_api_key", FakeApp.IncorrectKeyMessage(context.Request.Headers.Authorization.ToString())),
             403 => ("invalid_request_error", "unsupported_country_region_territory", "Country, region, or territory not supported"),
             404 => ("invalid_request_error", null, "Not found (injected by x-fake-status)."),
             409 => ("invalid_request_error", null, "Conflict (injected by x-fake-status)."),

@@ -17,6 +17,8 @@ internal sealed class GatewayOptions
     public IsolationOptions Isolation { get; init; } = new();
 
     public ShutdownOptions Shutdown { get; init; } = new();
+
+    public MetricsOptions Metrics { get; init; } = new();
 }
 
 internal sealed class UpstreamOptions
@@ -60,6 +62,12 @@ internal sealed class RequestLimitsOptions
     public const long DefaultMaxRequestBodyBytes = 32L * 1024 * 1024;
 
     public long MaxRequestBodyBytes { get; init; } = DefaultMaxRequestBodyBytes;
+
+    /// <summary>
+    /// Request bodies one tenant may have in flight (being received) at once. A slow client holds a connection and
+    /// a growing buffer while its body trickles in; this bounds what one tenant can pin that way.
+    /// </summary>
+    public int MaxConcurrentBodyReadsPerTenant { get; init; } = 16;
 }
 
 internal sealed class TenantOptions
@@ -143,4 +151,17 @@ internal sealed class ShutdownOptions
 
     /// <summary>How long in-flight requests and streams may take to finish after the delay.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>Where <c>/metrics</c> is served. Read at start (the listening ports do not change on reload).</summary>
+internal sealed class MetricsOptions
+{
+    /// <summary>
+    /// The port (of the connection's local end) that serves <c>/metrics</c>, <c>/healthz</c> and <c>/readyz</c> and
+    /// nothing else; <c>/metrics</c> is served on no other port. Add it to <c>Urls</c> and keep it off the Service.
+    /// </summary>
+    public int? Port { get; init; }
+
+    /// <summary>Without <see cref="Port"/>: serve <c>/metrics</c> on every port (every tenant's series to anyone). Off by default.</summary>
+    public bool Public { get; init; }
 }

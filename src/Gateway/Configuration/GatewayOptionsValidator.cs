@@ -20,6 +20,16 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             failures.Add("Gateway:Limits:MaxRequestBodyBytes must be a positive number of bytes.");
         }
 
+        if (options.Limits.MaxConcurrentBodyReadsPerTenant <= 0)
+        {
+            failures.Add("Gateway:Limits:MaxConcurrentBodyReadsPerTenant must be a positive number (e.g. 16).");
+        }
+
+        if (options.Metrics.Port is < 1 or > 65535)
+        {
+            failures.Add($"Gateway:Metrics:Port {options.Metrics.Port} is not a TCP port (1-65535); remove it to turn the metrics port off.");
+        }
+
         var seenHashes = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (tenantId, tenant) in options.Tenants)
         {

@@ -41,6 +41,15 @@ internal sealed record OpenAIError(int StatusCode, string Message, string Type, 
             $"Unsupported Content-Type '{contentType ?? "(none)"}': send the request body as application/json.",
             "invalid_request_error", null, "unsupported_media_type");
 
+    /// <summary>429 for a tenant that has too many request bodies in transit at once; retried by every SDK after a second.</summary>
+    public static OpenAIError TooManyBodyReads(int limit) =>
+        new(StatusCodes.Status429TooManyRequests,
+            $"Too many request bodies being received at once: Limit {limit}. Please try again when an upload has finished.",
+            "requests", null, "rate_limit_exceeded")
+        {
+            Headers = new Dictionary<string, string> { ["retry-after"] = "1", ["retry-after-ms"] = "1000" },
+        };
+
     public static OpenAIError UpstreamUnreachable() =>
         new(StatusCodes.Status502BadGateway, "The gateway could not reach the upstream API. Please retry your request.", "server_error");
 
@@ -55,8 +64,11 @@ internal sealed record OpenAIError(int StatusCode, string Message, string Type, 
             Headers = new Dictionary<string, string> { ["retry-after"] = "1", ["retry-after-ms"] = "1000" },
         };
 
-    public static OpenAIError Internal() =>
-        new(StatusCodes.Status500InternalServerError, "The gateway had an error while processing your request.", "server_error");
+    /// <summary>A fault of the gateway itself; the request id lets operators find the logged error.</summary>
+    public static OpenAIError Internal(string requestId) =>
+        new(StatusCodes.Status500InternalServerError,
+            $"The gateway had an error while processing your request. You can retry your request, or contact the gateway's operators and include the request ID {requestId} in your message.",
+            "server_error");
 
     /// <summary>Writes the envelope as the whole response. Callers check <see cref="HttpResponse.HasStarted"/> first.</summary>
     public Task WriteAsync(HttpContext context)

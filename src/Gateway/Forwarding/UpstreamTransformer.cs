@@ -1,4 +1,5 @@
 using Gateway.Configuration;
+using Gateway.Observability;
 using Gateway.Pipeline;
 using Gateway.Quotas;
 using Gateway.Routing;
@@ -13,7 +14,9 @@ namespace Gateway.Forwarding;
 /// go, the real key comes in, <c>Accept-Encoding: identity</c> is asked for. Towards the client: cookies and the
 /// organisation-wide <c>x-ratelimit-*</c> headers go (the tenant's own come in), and the body is observed for usage.
 /// </summary>
-internal sealed class UpstreamTransformer(UpstreamCredentials credentials, GatewaySettings settings, UsageObserverFactory observers) : HttpTransformer
+internal sealed class UpstreamTransformer(
+    UpstreamCredentials credentials, GatewaySettings settings, UsageObserverFactory observers, GatewayMetrics metrics, ILogger<UpstreamTransformer> logger)
+    : HttpTransformer
 {
     public const string GatewayRequestIdHeader = "x-gateway-request-id";
 
@@ -77,6 +80,16 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
             exchange.UpstreamRequestId = upstreamId.ToString();
         }
 
+        // Error bodies are small: read (bounded) before anything is copied, to judge and scrub them.
+        var upstreamError = exchange.UpstreamStatus >= 400 ? await UpstreamErrors.ReadAsync(proxyResponse, cancellationToken) : null;
+        if (upstreamError is not null && UpstreamErrors.IsCredentialRefusal(exchange.UpstreamStatus, upstreamError))
+        {
+            // The upstream refused our key or organization: the tenant learns nothing of it but that it failed.
+            metrics.RecordUpstreamAuthFailure(exchange.UpstreamStatus);
+            await UpstreamErrors.AnswerAuthFailureAsync(httpContext, exchange, upstreamError, UpstreamKey(), logger);
+            return false;
+        }
+
         var copy = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
         var responseHeaders = httpContext.Response.Headers;
         foreach (var name in UpstreamHeadersToDrop)
@@ -89,6 +102,13 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
         if (exchange.UpstreamRequestId is null)
         {
             responseHeaders["x-request-id"] = exchange.RequestId;
+        }
+
+        if (upstreamError is not null)
+        {
+            // They may name the upstream organization or quote its key: copied scrubbed.
+            await UpstreamErrors.WriteScrubbedAsync(httpContext, upstreamError, UpstreamKey(), cancellationToken);
+            return false;
         }
 
         var content = proxyResponse.Content;
@@ -110,6 +130,12 @@ internal sealed class UpstreamTransformer(UpstreamCredentials credentials, Gatew
         }
 
         return copy;
+    }
+
+    private string UpstreamKey()
+    {
+        var value = credentials.HeaderValue;
+        return value.StartsWith("Bearer ", StringComparison.Ordinal) ? value["Bearer ".Length..] : value;
     }
 
     private static BodyFormat DetectFormat(GatewayExchange exchange, HttpResponseMessage response, System.Net.Http.Headers.MediaTypeHeaderValue? contentType)

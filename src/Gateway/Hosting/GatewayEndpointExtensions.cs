@@ -1,3 +1,4 @@
+using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Health;
 using Gateway.Pipeline;
@@ -12,17 +13,20 @@ internal static class GatewayEndpointExtensions
     {
         var handler = app.Services.GetRequiredService<GatewayRequestHandler>();
 
+        // Outermost: whatever throws, the client gets an OpenAI envelope (500 server_error with the request id), not an empty 500.
+        var faultLogger = app.Services.GetRequiredService<ILogger<GatewayRequestHandler>>();
+        app.Use((context, next) => GatewayFaults.GuardAsync(context, next, faultLogger));
+
+        // Then: the metrics port serves nothing of the API, and /metrics nothing outside it (judged by the connection's port).
+        var metricsExposure = new MetricsExposure(app.Services.GetRequiredService<GatewaySettings>().Current.Metrics);
+        metricsExposure.LogChoice(app.Services.GetRequiredService<ILogger<MetricsExposure>>());
+        app.Use(metricsExposure.InvokeAsync);
+
         // /v1 bypasses endpoint routing: the gateway matches its own allow-list (and needs the tenant first).
         app.Use((context, next) => context.Request.Path.StartsWithSegments("/v1") ? handler.HandleAsync(context) : next(context));
 
         app.MapHealthEndpoints();
-        var metricsPort = app.Configuration.GetValue<int?>("Gateway:Metrics:Port");
-        var metrics = app.MapPrometheusScrapingEndpoint("/metrics");
-        if (metricsPort is > 0)
-        {
-            // Served only on the metrics port; add that port to ASPNETCORE_URLS / Kestrel endpoints and keep it off the Service.
-            metrics.RequireHost($"*:{metricsPort}");
-        }
+        app.MapPrometheusScrapingEndpoint("/metrics");
 
         app.MapFallback(static context =>
             OpenAIError.UnknownUrl(context.Request.Method, context.Request.Path.Value ?? "/").WriteAsync(context));

@@ -43,6 +43,7 @@ internal static class GatewayServiceExtensions
         services.AddSingleton<QuotaEndpoint>();
         services.AddSingleton<IsolationGuard>();
         services.AddSingleton<GatewayRequestHandler>();
+        services.AddSingleton<Requests.BodyReadLimiter>();
 
         services.AddSingleton<DrainState>();
         services.AddHostedService<DrainService>();

@@ -20,6 +20,7 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _timeToFirstByte;
     private readonly Counter<long> _storeFailures;
+    private readonly Counter<long> _upstreamAuthFailures;
 
     public GatewayMetrics(IMeterFactory meterFactory)
     {
@@ -33,6 +34,8 @@ internal sealed class GatewayMetrics
         _timeToFirstByte = meter.CreateHistogram<double>("gateway.time_to_first_byte", "s", "Time until the first body byte of the upstream's answer.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
         _storeFailures = meter.CreateCounter<long>("gateway.quota.store_failures", "{failure}", "Quota store operations that failed and fell back or denied.");
+        _upstreamAuthFailures = meter.CreateCounter<long>("gateway.upstream.auth_failures", "{response}",
+            "Upstream 401/403 answers to the gateway's credentials (tenants get a 502 upstream_auth_failed).");
     }
 
     /// <summary>The label <c>other</c> stands for every model a tenant may not use.</summary>
@@ -112,6 +115,9 @@ internal sealed class GatewayMetrics
 
     public void RecordStoreFailure(string store, string operation, string mode) =>
         _storeFailures.Add(1, new TagList { { "store", store }, { "operation", operation }, { "mode", mode } });
+
+    public void RecordUpstreamAuthFailure(int upstreamStatus) =>
+        _upstreamAuthFailures.Add(1, new TagList { { "http_response_status_code", upstreamStatus } });
 
     private void Add(string tenant, string model, string kind, long? value)
     {

@@ -16,6 +16,9 @@ internal enum Outcome
     Rejected,
     ClientAborted,
     UpstreamError,
+
+    /// <summary>A fault of the gateway itself (answered 500 server_error); not the upstream's and not the client's.</summary>
+    GatewayError,
 }
 
 /// <summary>Everything the gateway learns about one request on its way through, read by the usage event at the end.</summary>
@@ -45,6 +48,9 @@ internal sealed class GatewayExchange(HttpContext http, string requestId, TimePr
     public bool Rejected { get; set; }
 
     public bool Forwarded { get; set; }
+
+    /// <summary>The gateway failed while handling the request (an exception of its own).</summary>
+    public bool GatewayFault { get; set; }
 
     public ForwarderError ForwarderError { get; set; }
 

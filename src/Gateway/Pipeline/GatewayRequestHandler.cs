@@ -26,9 +26,13 @@ internal sealed class GatewayRequestHandler(
     QuotaService quotas,
     QuotaEndpoint quotaEndpoint,
     UsageAccounting accounting,
+    BodyReadLimiter bodyReads,
     TimeProvider clock,
     ILogger<GatewayRequestHandler> logger)
 {
+    /// <summary>Bodies above this (or of unknown length) are admitted for slot and RPM before they are read.</summary>
+    private const long PreAdmitAboveBodyBytes = 64 * 1024;
+
     public async Task HandleAsync(HttpContext context)
     {
         var exchange = new GatewayExchange(context, NewRequestId(), clock);
@@ -57,10 +61,12 @@ internal sealed class GatewayRequestHandler(
         catch (Exception ex) when (ex is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
         {
             PipelineLog.UnhandledError(logger, ex, exchange.RequestId, tenant.Id);
+            exchange.GatewayFault = true;
             if (!context.Response.HasStarted)
             {
                 context.Response.Clear();
-                await RejectAsync(exchange, OpenAIError.Internal());
+                context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = exchange.RequestId;
+                await RejectAsync(exchange, OpenAIError.Internal(exchange.RequestId));
                 exchange.Rejected = false; // the gateway failed; this is not a policy refusal
             }
         }
@@ -141,7 +147,35 @@ internal sealed class GatewayRequestHandler(
             return OpenAIError.UnsupportedMediaType(request.ContentType);
         }
 
-        var (body, error) = await RequestBodyReader.ReadAsync(exchange.Http, settings.Current.Limits.MaxRequestBodyBytes);
+        var limits = settings.Current.Limits;
+        if (request.ContentLength > limits.MaxRequestBodyBytes)
+        {
+            return OpenAIError.BodyTooLarge(limits.MaxRequestBodyBytes);
+        }
+
+        var tenantId = exchange.Tenant!.Id;
+        if (!bodyReads.TryEnter(tenantId, limits.MaxConcurrentBodyReadsPerTenant))
+        {
+            return OpenAIError.TooManyBodyReads(limits.MaxConcurrentBodyReadsPerTenant);
+        }
+
+        PooledBody? body;
+        OpenAIError? error;
+        try
+        {
+            // A large body takes the tenant's slot (and counts against RPM) before it is received, not after.
+            if (request.ContentLength is null or > PreAdmitAboveBodyBytes && await quotas.PreAdmitAsync(exchange) is { } refused)
+            {
+                return refused;
+            }
+
+            (body, error) = await RequestBodyReader.ReadAsync(exchange.Http, limits.MaxRequestBodyBytes);
+        }
+        finally
+        {
+            bodyReads.Exit(tenantId);
+        }
+
         if (error is not null)
         {
             return error;

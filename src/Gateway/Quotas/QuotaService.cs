@@ -16,18 +16,37 @@ namespace Gateway.Quotas;
 /// </summary>
 internal sealed class QuotaService(ISharedStateStore store, GatewaySettings settings, TokenCounter tokens, TimeProvider time, ILogger<QuotaService> logger)
 {
-    public async ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
+    /// <summary>
+    /// First step of a two-step admission, for a request whose body is large: before the body is read, count the
+    /// request and take its concurrency slot (refusing on RPM, concurrency, or token windows already spent), so a
+    /// tenant at its limits cannot make the gateway receive and hold megabytes first. <see cref="AdmitAsync"/> then
+    /// reserves the tokens only. A request refused later settles like any other and gives the slot back.
+    /// </summary>
+    public ValueTask<OpenAIError?> PreAdmitAsync(GatewayExchange exchange) => AdmitStepAsync(exchange, 0, tokensOnly: false);
+
+    public ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
+    {
+        var reserve = EstimateReservation(exchange);
+        if (exchange.Reservation is null)
+        {
+            return AdmitStepAsync(exchange, reserve, tokensOnly: false);
+        }
+
+        // Pre-admitted: the request is counted and holds its slot; only its tokens remain to be reserved.
+        return reserve == 0 ? ValueTask.FromResult<OpenAIError?>(null) : AdmitStepAsync(exchange, reserve, tokensOnly: true);
+    }
+
+    private async ValueTask<OpenAIError?> AdmitStepAsync(GatewayExchange exchange, long reserve, bool tokensOnly)
     {
         var tenant = exchange.Tenant!;
         var limits = tenant.Limits;
         var windows = QuotaWindows.At(time.GetUtcNow());
-        var reserve = EstimateReservation(exchange);
-        var leaseId = limits.MaxConcurrentRequests > 0 ? NewLeaseId() : null;
+        var leaseId = tokensOnly ? exchange.Reservation!.LeaseId : limits.MaxConcurrentRequests > 0 ? NewLeaseId() : null;
         AdmissionResult result;
         try
         {
             result = await store.AdmitAsync(
-                new AdmissionRequest(tenant.Id, limits, reserve, windows, leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout),
+                new AdmissionRequest(tenant.Id, limits, reserve, windows, tokensOnly ? "" : leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout, tokensOnly),
                 exchange.Http.RequestAborted);
         }
         catch (StoreUnavailableException)

@@ -7,9 +7,14 @@ namespace Gateway.Requests;
 /// <summary>
 /// Reads a JSON request body whole (it must be inspected for model, stream, ids and token estimates before
 /// anything is forwarded) into a pooled buffer, refusing it early when it is over the configured limit.
+/// The buffer grows with the bytes that actually arrive (doubling from a small start, never past the declared length
+/// or the limit): a client that declares 32 MiB and sends a trickle costs a trickle, not 32 MiB.
 /// </summary>
 internal static class RequestBodyReader
 {
+    /// <summary>The first buffer for a body of unknown or larger length; most requests fit in it.</summary>
+    public const int InitialBufferBytes = 16 * 1024;
+
     public static async ValueTask<(PooledBody? Body, OpenAIError? Error)> ReadAsync(HttpContext context, long maxBytes)
     {
         var request = context.Request;
@@ -26,11 +31,13 @@ internal static class RequestBodyReader
             sizeFeature.MaxRequestBodySize = null;
         }
 
-        var buffer = ArrayPool<byte>.Shared.Rent(declared is > 0 ? (int)declared.Value : 4096);
+        // Kestrel ends the body at the declared length, so no buffer need exceed it.
+        var ceiling = Math.Min(maxBytes, declared ?? maxBytes);
+        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Clamp(ceiling, 1, InitialBufferBytes));
         var length = 0;
         try
         {
-            while (true)
+            while (declared is null || length < declared)
             {
                 if (length == buffer.Length)
                 {
@@ -47,7 +54,7 @@ internal static class RequestBodyReader
                         break;
                     }
 
-                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(maxBytes, (long)buffer.Length * 2));
+                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(ceiling, (long)buffer.Length * 2));
                     buffer.AsSpan(0, length).CopyTo(larger);
                     ArrayPool<byte>.Shared.Return(buffer);
                     buffer = larger;

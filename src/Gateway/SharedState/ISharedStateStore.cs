@@ -49,13 +49,18 @@ internal enum AdmissionDecision
     Concurrency,
 }
 
+/// <param name="TokensOnly">
+/// The second step of a two-step admission (see <c>QuotaService.PreAdmitAsync</c>): the request was already counted and
+/// holds its lease; only the token windows are checked and reserved.
+/// </param>
 internal sealed record AdmissionRequest(
     string TenantId,
     TenantLimitsOptions Limits,
     long ReserveTokens,
     QuotaWindows Windows,
     string LeaseId,
-    TimeSpan LeaseTimeout);
+    TimeSpan LeaseTimeout,
+    bool TokensOnly = false);
 
 /// <summary>The decision, and the counters as they stand after it (including this request when admitted).</summary>
 internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters Counters)

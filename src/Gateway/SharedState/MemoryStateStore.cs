@@ -36,11 +36,12 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             state.Prune(w);
             var counters = state.Read(w);
             var decision = AdmissionDecision.Admitted;
-            if (limits.MaxConcurrentRequests > 0 && counters.Concurrent >= limits.MaxConcurrentRequests)
+            var countsRequest = !request.TokensOnly;
+            if (countsRequest && limits.MaxConcurrentRequests > 0 && counters.Concurrent >= limits.MaxConcurrentRequests)
             {
                 decision = AdmissionDecision.Concurrency;
             }
-            else if (limits.RequestsPerMinute > 0 && counters.Requests + 1 > limits.RequestsPerMinute)
+            else if (countsRequest && limits.RequestsPerMinute > 0 && counters.Requests + 1 > limits.RequestsPerMinute)
             {
                 decision = AdmissionDecision.RequestsPerMinute;
             }
@@ -59,9 +60,9 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 
             if (decision == AdmissionDecision.Admitted)
             {
-                TenantState.Add(state.Requests, w.Minute, 1);
+                TenantState.Add(state.Requests, w.Minute, countsRequest ? 1 : 0);
                 state.AddTokens(w.Minute, w.Day, w.Month, request.ReserveTokens);
-                if (limits.MaxConcurrentRequests > 0)
+                if (countsRequest && limits.MaxConcurrentRequests > 0)
                 {
                     state.Leases[request.LeaseId] = w.Now + request.LeaseTimeout;
                 }

@@ -13,9 +13,11 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 {
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases
     // ARGV: 1 rpm 2 tpm 3 tpd 4 tpmo 5 maxConcurrent 6 reserve 7 nowMs 8 leaseId 9 leaseExpiryMs 10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 leaseTtlMs
+    //       14 tokensOnly (1: the request was counted and holds its lease already; check and reserve tokens only)
     private const string AdmitScript = """
         local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
         local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
+        if ARGV[14] == '1' then rpm = 0; maxc = 0 end
         local r = tonumber(redis.call('GET', KEYS[1]) or '0')
         local tm = tonumber(redis.call('GET', KEYS[2]) or '0')
         local td = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -30,7 +32,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         elseif tpmo > 0 and tmo + reserve > tpmo then decision = 4
         end
         if decision == 0 then
-          r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10])
+          if ARGV[14] ~= '1' then r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
           if reserve ~= 0 then
             tm = redis.call('INCRBY', KEYS[2], reserve); redis.call('PEXPIRE', KEYS[2], ARGV[10])
             td = redis.call('INCRBY', KEYS[3], reserve); redis.call('PEXPIRE', KEYS[3], ARGV[11])
@@ -105,6 +107,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
                 limits.RequestsPerMinute, limits.TokensPerMinute, limits.TokensPerDay, limits.TokensPerMonth, limits.MaxConcurrentRequests,
                 request.ReserveTokens, now, request.LeaseId, now + (long)request.LeaseTimeout.TotalMilliseconds,
                 Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl), Ms(request.LeaseTimeout),
+                request.TokensOnly ? "1" : "0",
             ]);
         var values = (RedisResult[])result!;
         return new AdmissionResult(MapDecision((int)values[0]),

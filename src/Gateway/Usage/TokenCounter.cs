@@ -35,8 +35,10 @@ internal sealed class TokenCounter
         {
             return Walk(body, chars, tokenize);
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException)
         {
+            // Not JSON, or a string that is not valid text (a lone surrogate escape, invalid UTF-8): CopyString
+            // refuses it. The estimate must not fail on what a tenant sends; bytes/4 is the fallback.
             return body.Length / 4 + 1;
         }
         finally

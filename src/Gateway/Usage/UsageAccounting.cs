@@ -58,8 +58,7 @@ internal sealed class UsageAccounting(
         else if (ShouldEstimate(exchange, outcome))
         {
             source = "estimated";
-            input = tokens.EstimateInput(exchange.Body!.Span, settings.Current.Quotas.TokenizeBodyBytesThreshold);
-            output = exchange.Observer?.Tally.Total() ?? 0;
+            (input, output) = Estimate(exchange);
             total = input + output;
         }
 
@@ -70,7 +69,18 @@ internal sealed class UsageAccounting(
         var retrievable = exchange.Request is not { Store: false, Background: false } || exchange.Route != ApiRouteTable.ResponsesCreate;
         var claimId = source != "none" && responseId is not null && retrievable ? responseId : null;
         var holdId = source == "none" && exchange.Reservation is not null && responseId is not null && IsStillRunning(exchange) ? responseId : null;
-        var first = await quotas.SettleAsync(exchange, total ?? 0, claimId, holdId);
+        bool first;
+        try
+        {
+            first = await quotas.SettleAsync(exchange, total ?? 0, claimId, holdId);
+        }
+        catch (Exception ex)
+        {
+            // The event is still written; the concurrency lease expires on its own (ConcurrencyLeaseTimeout).
+            AccountingLog.StepFailed(pipelineLogger, ex, "settle", exchange.RequestId, exchange.Tenant!.Id);
+            first = true;
+        }
+
         if (!first)
         {
             source = "none";
@@ -86,11 +96,18 @@ internal sealed class UsageAccounting(
         var request = exchange.Http.Request;
 
         // Metrics first: once the usage event is visible, the counters already include the request.
-        var modelLabel = GatewayMetrics.ModelLabel(exchange.Tenant!, usage.Model);
-        metrics.RecordRequest(tenant, endpoint, outcomeText, status, modelLabel, duration.TotalSeconds, ttfb / 1000);
-        if (total is not null)
+        try
         {
-            metrics.RecordTokens(tenant, endpoint, modelLabel, input, cached, output, reasoning);
+            var modelLabel = GatewayMetrics.ModelLabel(exchange.Tenant!, usage.Model);
+            metrics.RecordRequest(tenant, endpoint, outcomeText, status, modelLabel, duration.TotalSeconds, ttfb / 1000);
+            if (total is not null)
+            {
+                metrics.RecordTokens(tenant, endpoint, modelLabel, input, cached, output, reasoning);
+            }
+        }
+        catch (Exception ex)
+        {
+            AccountingLog.StepFailed(pipelineLogger, ex, "metrics", exchange.RequestId, tenant);
         }
 
         if (usageLogger.IsEnabled(LogLevel.Information))
@@ -103,9 +120,44 @@ internal sealed class UsageAccounting(
         }
     }
 
+    /// <summary>
+    /// Input from the request body, output from the text already forwarded. Each part falls back on its own
+    /// (input at bytes/4, output at 0) so an estimate that fails still lets the request settle and be logged.
+    /// </summary>
+    private (long Input, long Output) Estimate(GatewayExchange exchange)
+    {
+        long input, output;
+        try
+        {
+            input = tokens.EstimateInput(exchange.Body!.Span, settings.Current.Quotas.TokenizeBodyBytesThreshold);
+        }
+        catch (Exception ex)
+        {
+            AccountingLog.StepFailed(pipelineLogger, ex, "estimate-input", exchange.RequestId, exchange.Tenant!.Id);
+            input = exchange.Body!.Length / 4 + 1;
+        }
+
+        try
+        {
+            output = exchange.Observer?.Tally.Total() ?? 0;
+        }
+        catch (Exception ex)
+        {
+            AccountingLog.StepFailed(pipelineLogger, ex, "estimate-output", exchange.RequestId, exchange.Tenant!.Id);
+            output = 0;
+        }
+
+        return (input, output);
+    }
+
     private static Outcome DecideOutcome(GatewayExchange exchange)
     {
         var usage = exchange.Usage;
+        if (exchange.GatewayFault)
+        {
+            return Outcome.GatewayError;
+        }
+
         if (exchange.Rejected)
         {
             return Outcome.Rejected;
@@ -157,7 +209,7 @@ internal sealed class UsageAccounting(
     private static bool ShouldEstimate(GatewayExchange exchange, Outcome outcome) =>
         exchange.Route is { Generates: true } && exchange.Forwarded && exchange.Body is not null
         && exchange.Request is { Background: false }
-        && outcome is Outcome.ClientAborted or Outcome.UpstreamError or Outcome.Failed
+        && outcome is Outcome.ClientAborted or Outcome.UpstreamError or Outcome.Failed or Outcome.GatewayError
         && (exchange.IsStreamingResponse || outcome == Outcome.ClientAborted)
         && (exchange.UpstreamStatus is 0 or (>= 200 and < 300));
 
@@ -171,6 +223,14 @@ internal sealed class UsageAccounting(
         Outcome.Failed => "failed",
         Outcome.Rejected => "rejected",
         Outcome.ClientAborted => "client_aborted",
+        Outcome.GatewayError => "gateway_error",
         _ => "upstream_error",
     };
+}
+
+internal static partial class AccountingLog
+{
+    [LoggerMessage(EventId = 8121, EventName = "AccountingStepFailed", Level = LogLevel.Error,
+        Message = "Accounting step {AccountingStep} of {RequestId} of tenant {Tenant} failed; the other steps and the usage event go ahead")]
+    public static partial void StepFailed(ILogger logger, Exception exception, string accountingStep, string requestId, string tenant);
 }

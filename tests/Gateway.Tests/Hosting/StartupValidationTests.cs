@@ -13,6 +13,8 @@ public sealed class StartupValidationTests
     [InlineData("Gateway__Shutdown__DrainTimeout", "soon", "Gateway:Shutdown:DrainTimeout has the value 'soon'", "hh:mm:ss")]
     [InlineData("Gateway__Quotas__OnStoreFailure", "Maybe", "Gateway:Quotas:OnStoreFailure has the value 'Maybe'", "Allow, Deny")]
     [InlineData("Gateway__Upstream__BaseUrl", "api.openai.com/v1", "Gateway:Upstream:BaseUrl 'api.openai.com/v1' is not an absolute http(s) URL", "https://api.openai.com/v1")]
+    [InlineData("Gateway__Metrics__Port", "70000", "Gateway:Metrics:Port 70000 is not a TCP port", "remove it")]
+    [InlineData("Gateway__Limits__MaxConcurrentBodyReadsPerTenant", "0", "Gateway:Limits:MaxConcurrentBodyReadsPerTenant must be a positive number", "e.g. 16")]
     public async Task BadSetting_ProcessExitsWithOne_MessageNamesKeyAndFix(string variable, string value, string problem, string fix)
     {
         await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>

@@ -45,6 +45,8 @@ public sealed class GatewayHost : IAsyncDisposable
             ["Gateway:Tenants:tenant-b:KeyHashes:0"] = TestKeys.Hash(TestKeys.KeyB),
             ["Gateway:Shutdown:DrainDelay"] = "00:00:00",
             ["Gateway:Shutdown:DrainTimeout"] = "00:00:05",
+            // Metrics tests scrape the API port; production keeps /metrics off there (MetricsExposureTests remove this).
+            ["Gateway:Metrics:Public"] = "true",
             ["Serilog:MinimumLevel:Default"] = "Information",
             // The capture sink gets every event; the console only fatal ones (keeps test output readable).
             ["Serilog:WriteTo:0:Name"] = "Console",

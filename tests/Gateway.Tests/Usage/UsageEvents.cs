@@ -14,7 +14,7 @@ internal static class UsageEvents
         "DurationMs", "TimeToFirstByteMs", "RequestId", "UpstreamRequestId", "Method", "Path",
     ];
 
-    public static readonly string[] Outcomes = ["completed", "incomplete", "failed", "rejected", "client_aborted", "upstream_error"];
+    public static readonly string[] Outcomes = ["completed", "incomplete", "failed", "rejected", "client_aborted", "upstream_error", "gateway_error"];
 
     public static readonly string[] Sources = ["upstream", "estimated", "none"];
 
