@@ -20,12 +20,15 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     {
         var tenant = exchange.Tenant!;
         var limits = tenant.Limits;
-        var windows = QuotaWindows.At(time.GetUtcNow());
-        var reserve = EstimateReservation(exchange);
         var leaseId = limits.MaxConcurrentRequests > 0 ? NewLeaseId() : null;
         AdmissionResult result;
+        long reserve, context;
+        QuotaWindows windows;
         try
         {
+            context = await HiddenContextAsync(exchange);
+            reserve = EstimateReservation(exchange, context);
+            windows = QuotaWindows.At(time.GetUtcNow());
             result = await store.AdmitAsync(
                 new AdmissionRequest(tenant.Id, limits, reserve, windows, leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout),
                 exchange.Http.RequestAborted);
@@ -45,32 +48,43 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
             return Refusal(result.Decision, limits, result.Counters, reserve, windows);
         }
 
-        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId) { ByFallback = result.ByFallback };
+        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId)
+        {
+            ByFallback = result.ByFallback,
+            ContextTokens = context,
+        };
         return null;
     }
 
     /// <summary>
-    /// Ends the request's hold on the quotas and claims its usage once per response id. Returns false when
-    /// the usage of that response was already counted (by this or another replica).
+    /// Ends the request's hold on the quotas and claims its usage once per response id. <c>First</c> is false when
+    /// the usage of that response was already counted (by this or another replica); a <c>Correction</c> when it had
+    /// been counted from an estimate and this request saw the real usage.
     /// </summary>
-    public async ValueTask<bool> SettleAsync(GatewayExchange exchange, long billedTokens, string? claimResponseId, string? holdForResponseId)
+    public async ValueTask<SettleResult> SettleAsync(GatewayExchange exchange, long billedTokens, long inputTokens, bool estimated,
+        string? claimResponseId, string? holdForResponseId, string? conversationId)
     {
         var tenant = exchange.Tenant!;
         if (exchange.Reservation is null && claimResponseId is null)
         {
-            return true;
+            return new SettleResult(true);
         }
 
         var quotas = settings.Current.Quotas;
         try
         {
             return await store.SettleAsync(new SettleRequest(tenant.Id, exchange.Reservation, billedTokens, claimResponseId, holdForResponseId,
-                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow())), CancellationToken.None);
+                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow()))
+            {
+                InputTokens = inputTokens,
+                Estimated = estimated,
+                ConversationId = conversationId,
+            }, CancellationToken.None);
         }
         catch (StoreUnavailableException)
         {
             // Deny mode with the store down: the usage event is still written; it may count a re-fetched response twice.
-            return true;
+            return new SettleResult(true);
         }
     }
 
@@ -100,8 +114,23 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         }
     }
 
-    /// <summary>Input estimate plus the output the request may produce. Zero when the tenant has no token limit.</summary>
-    private long EstimateReservation(GatewayExchange exchange)
+    /// <summary>
+    /// The context a continuing request (<c>previous_response_id</c>, <c>conversation</c>) carries without sending it: the
+    /// upstream bills it as input. Estimated from the last recorded usage of those objects; 0 when none is known.
+    /// </summary>
+    private async ValueTask<long> HiddenContextAsync(GatewayExchange exchange)
+    {
+        var facts = exchange.Request;
+        if (exchange.Route is not { Generates: true } || facts is null || (facts.PreviousResponseId is null && facts.ConversationId is null))
+        {
+            return 0;
+        }
+
+        return await store.GetContextTokensAsync(exchange.Tenant!.Id, facts.PreviousResponseId, facts.ConversationId, exchange.Http.RequestAborted);
+    }
+
+    /// <summary>Input estimate (with the hidden context) plus the output the request may produce. Zero when the tenant has no token limit.</summary>
+    private long EstimateReservation(GatewayExchange exchange, long contextTokens)
     {
         var limits = exchange.Tenant!.Limits;
         var route = exchange.Route!;
@@ -114,7 +143,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         var quotas = settings.Current.Quotas;
         var input = tokens.EstimateInput(exchange.Body.Span, quotas.TokenizeBodyBytesThreshold);
         var output = route.Usage == UsageShape.Embeddings ? 0 : exchange.Request?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation;
-        return input + Math.Max(0, output);
+        return input + contextTokens + Math.Max(0, output);
     }
 
     public static QuotaStatus StatusOf(Configuration.TenantLimitsOptions limits, QuotaCounters counters, QuotaWindows windows) => new(

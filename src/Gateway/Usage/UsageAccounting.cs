@@ -1,4 +1,5 @@
 using Gateway.Configuration;
+using Gateway.Isolation;
 using Gateway.Observability;
 using Gateway.Pipeline;
 using Gateway.Quotas;
@@ -14,6 +15,7 @@ namespace Gateway.Usage;
 /// </summary>
 internal sealed class UsageAccounting(
     QuotaService quotas,
+    IsolationGuard isolation,
     TokenCounter tokens,
     UsageObserverFactory observers,
     GatewayMetrics metrics,
@@ -58,7 +60,8 @@ internal sealed class UsageAccounting(
         else if (ShouldEstimate(exchange, outcome))
         {
             source = "estimated";
-            input = tokens.EstimateInput(exchange.Body!.Span, settings.Current.Quotas.TokenizeBodyBytesThreshold);
+            // The body, plus the context the upstream adds from previous_response_id / conversation (as far as the gateway knows it).
+            input = tokens.EstimateInput(exchange.Body!.Span, settings.Current.Quotas.TokenizeBodyBytesThreshold) + (exchange.Reservation?.ContextTokens ?? 0);
             output = exchange.Observer?.Tally.Total() ?? 0;
             total = input + output;
         }
@@ -70,11 +73,24 @@ internal sealed class UsageAccounting(
         var retrievable = exchange.Request is not { Store: false, Background: false } || exchange.Route != ApiRouteTable.ResponsesCreate;
         var claimId = source != "none" && responseId is not null && retrievable ? responseId : null;
         var holdId = source == "none" && exchange.Reservation is not null && responseId is not null && IsStillRunning(exchange) ? responseId : null;
-        var first = await quotas.SettleAsync(exchange, total ?? 0, claimId, holdId);
-        if (!first)
+        // A turn of a conversation: its usage becomes the conversation's context size, for the next turn's reservation.
+        var conversationId = claimId is null ? null : exchange.Request?.ConversationId ?? usage.ConversationId;
+        var settled = await quotas.SettleAsync(exchange, total ?? 0, input ?? 0, source == "estimated", claimId, holdId, conversationId);
+        if (settled.Correction is { } correction)
+        {
+            // First counted from an estimate (a cut stream); this request saw the real usage: report the difference, once.
+            source = "correction";
+            (input, output, total) = (correction.InputTokens, correction.OutputTokens, correction.TotalTokens);
+        }
+        else if (!settled.First)
         {
             source = "none";
             (input, cached, output, reasoning, total) = (null, null, null, null, null);
+        }
+
+        if (route == ApiRouteTable.ConversationsDelete && exchange.UpstreamStatus is >= 200 and < 300)
+        {
+            await isolation.RecordDeletedAsync(exchange);
         }
 
         var tenant = exchange.Tenant!.Id;
@@ -89,7 +105,9 @@ internal sealed class UsageAccounting(
         metrics.RecordRequest(tenant, endpoint, outcomeText, status, usage.Model, duration.TotalSeconds, ttfb / 1000);
         if (total is not null)
         {
-            metrics.RecordTokens(tenant, endpoint, usage.Model, input, cached, output, reasoning);
+            // Counters only grow: a negative correction (the estimate was too high) is in the usage event, not the metric.
+            var isCorrection = source == "correction";
+            metrics.RecordTokens(tenant, endpoint, usage.Model, isCorrection ? Positive(input) : input, cached, isCorrection ? Positive(output) : output, reasoning);
         }
 
         if (usageLogger.IsEnabled(LogLevel.Information))
@@ -101,6 +119,8 @@ internal sealed class UsageAccounting(
             exchange.RequestId, exchange.UpstreamRequestId, request.Method, request.Path.Value ?? "");
         }
     }
+
+    private static long? Positive(long? tokens) => tokens is > 0 ? tokens : null;
 
     private static Outcome DecideOutcome(GatewayExchange exchange)
     {
