@@ -162,6 +162,7 @@ public sealed class StoreFaultInjectionTests(ITestOutputHelper output)
             {
                 using var request = Post("responses", $$"""{"model":"gpt-4o-mini","input":"{{Input}}","stream":true}""", ("x-fake-deltas", "5"));
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
                 var events = await new SseReader(await response.Content.ReadAsStreamAsync()).ReadAllAsync();
                 var completed = JsonDocument.Parse(events.Single(e => e.Event == "response.completed").Data).RootElement;
                 return new Sent(RequestId(response)!, replica, kind, completed.GetProperty("response").GetProperty("usage").Clone());
@@ -171,6 +172,7 @@ public sealed class StoreFaultInjectionTests(ITestOutputHelper output)
             {
                 using var request = Post("responses", $$"""{"model":"gpt-4o-mini","input":"{{Input}}","stream":true}""", ("x-fake-deltas", "30"), ("x-fake-drop-after", "6"));
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
                 await new SseReader(await response.Content.ReadAsStreamAsync()).ReadAllAsync();
                 return new Sent(RequestId(response)!, replica, kind, null);
             }
@@ -179,6 +181,7 @@ public sealed class StoreFaultInjectionTests(ITestOutputHelper output)
             {
                 using var request = Post("responses", $$"""{"model":"gpt-4o-mini","input":"{{Input}}","stream":true}""", ("x-fake-deltas", "400"), ("x-fake-delay-ms", "20"));
                 var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
                 var reader = new SseReader(await response.Content.ReadAsStreamAsync());
                 for (var read = 0; read < 6; read++)
                 {
