@@ -98,7 +98,7 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         }
         catch (StoreUnavailableException)
         {
-            // Deny mode with the store down: the record keeps no expiry; a later DELETE (an upstream 404) cannot fix that.
+            // Deny mode with the store down: the record keeps no expiry (it keeps refusing other tenants, as before).
         }
     }
 

@@ -35,9 +35,6 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 
     public string Kind => "memory";
 
-    /// <summary>Ownership records held (expired ones not yet swept included).</summary>
-    public int OwnerCount => _owners.Count;
-
     public ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
         var state = _tenants.GetOrAdd(request.TenantId, static _ => new TenantState());
