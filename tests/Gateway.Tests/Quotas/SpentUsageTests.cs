@@ -76,7 +76,8 @@ public sealed partial class SpentUsageTests
         using var first = await client.GetAsync($"responses/{responseId}");
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         var correction = await UsageEvents.OfAsync(bed.Gateway, first);
-        using var second = await client.GetAsync($"responses/{responseId}");
+        using var second = await client.GetAsync($"responses/{responseId}?stream=true"); // a replay shows the same usage again
+        await second.Content.LoadIntoBufferAsync();
         var again = await UsageEvents.OfAsync(bed.Gateway, second);
 
         var ledger = bed.Upstream.Ledger;
@@ -88,6 +89,26 @@ public sealed partial class SpentUsageTests
         Assert.Equal(responseId, UsageEvents.Text(correction, "ResponseId"));
         UsageEvents.AssertNoTokens(again);
         Assert.Equal(ledger.TotalTokens, Used(await QuotaAsync(client), "tokens_today")); // estimate + correction = what was billed
+    }
+
+    [Fact]
+    public async Task CutStreamContinuingAResponse_EstimateIncludesTheHiddenContext()
+    {
+        await using var bed = await QuotaBed.StartAsync("memory", c => Limits(c, tpd: 1_000_000), MidMinuteClock());
+        using var client = bed.Gateway.CreateClient();
+        var first = await IdOfAsync(client, Post("responses", Body(""), ("x-fake-input-tokens", "1000"), ("x-fake-deltas", "8")));
+        using var bodyOnly = await client.SendAsync(Post("responses", """{"model":"gpt-4o-mini","input":"Go on","stream":true}""",
+            ("x-fake-deltas", "40"), ("x-fake-drop-after", "7"), ("x-fake-delay-ms", "10")));
+        await bodyOnly.Content.LoadIntoBufferAsync();
+        var bodyEstimate = UsageEvents.Long(await UsageEvents.OfAsync(bed.Gateway, bodyOnly), "InputTokens")!.Value;
+
+        using var continued = await client.SendAsync(Post("responses", $$"""{"model":"gpt-4o-mini","input":"Go on","stream":true,"previous_response_id":"{{first}}"}""",
+            ("x-fake-deltas", "40"), ("x-fake-drop-after", "7"), ("x-fake-delay-ms", "10")));
+        await continued.Content.LoadIntoBufferAsync();
+        var estimate = await UsageEvents.OfAsync(bed.Gateway, continued);
+
+        Assert.Equal("estimated", UsageEvents.Text(estimate, "UsageSource"));
+        Assert.InRange(UsageEvents.Long(estimate, "InputTokens")!.Value - bodyEstimate, 1008, 1008 + 12); // + the id's own tokens in the body
     }
 
     /// <summary>Two replicas on one Redis, both retrieving the cut response at once: one correction, charged once.</summary>
@@ -125,7 +146,7 @@ public sealed partial class SpentUsageTests
     private static async Task<(string ResponseId, JsonElement Estimate)> CutStreamAsync(QuotaBed bed, HttpClient client)
     {
         using var request = Post("responses", """{"model":"gpt-4o-mini","input":"Write a long story about lighthouses","stream":true}""",
-            ("x-fake-deltas", "40"), ("x-fake-drop-after", "7"), ("x-fake-input-tokens", "120"));
+            ("x-fake-deltas", "40"), ("x-fake-drop-after", "7"), ("x-fake-input-tokens", "120"), ("x-fake-delay-ms", "10"));
         using var response = await client.SendAsync(request);
         await response.Content.LoadIntoBufferAsync();
         var estimate = await UsageEvents.OfAsync(bed.Gateway, response);
