@@ -139,7 +139,15 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
                     }
                 }
 
-                var charge = billed + (correction?.TotalTokens ?? 0);
+                // A negative correction gives back budget (day, month), never per-minute room: the minute it lands in did not
+                // hold the estimate, and an over-estimate (a large inline image) must not become a burst past the TPM limit.
+                var corrected = correction?.TotalTokens ?? 0;
+                var charge = billed + Math.Max(0, corrected);
+                if (corrected < 0)
+                {
+                    state.AddBudgetTokens(w.Day, w.Month, corrected);
+                }
+
                 if (reservation is null)
                 {
                     state.AddTokens(w.Minute, w.Day, w.Month, charge);
@@ -281,6 +289,12 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             }
 
             Add(MinuteTokens, minute, tokens);
+            Add(DayTokens, day, tokens);
+            Add(MonthTokens, month, tokens);
+        }
+
+        public void AddBudgetTokens(long day, long month, long tokens)
+        {
             Add(DayTokens, day, tokens);
             Add(MonthTokens, month, tokens);
         }

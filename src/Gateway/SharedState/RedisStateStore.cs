@@ -96,7 +96,12 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
               end
             end
           end
-          local charge = billed + din + dout
+          -- A negative correction gives back budget (day, month), never per-minute room (see MemoryStateStore).
+          local charge = billed + math.max(0, din + dout)
+          if din + dout < 0 then
+            redis.call('INCRBY', KEYS[8], din + dout); redis.call('PEXPIRE', KEYS[8], ARGV[11])
+            redis.call('INCRBY', KEYS[9], din + dout); redis.call('PEXPIRE', KEYS[9], ARGV[12])
+          end
           if KEYS[4] == KEYS[7] then
             add(KEYS[7], KEYS[8], KEYS[9], charge - tonumber(ARGV[4]))
           else
