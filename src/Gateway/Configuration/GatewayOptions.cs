@@ -130,7 +130,7 @@ internal sealed class MemoryStoreOptions
 
     /// <summary>
     /// Most records of each kind (ownership, usage marks, held reservations, context sizes) the in-process store keeps;
-    /// past it the oldest is evicted. About 270 MB of ownership records at the default.
+    /// past it the oldest is evicted. About 250 MB of ownership records at the default.
     /// </summary>
     public int MaxRecords { get; init; } = DefaultMaxRecords;
 }
