@@ -128,6 +128,19 @@ internal sealed class QuotaOptions
 
     /// <summary>After a Redis failure, how long to stay on the fallback before trying Redis again.</summary>
     public TimeSpan RedisRetryInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    public MemoryStoreOptions MemoryStore { get; init; } = new();
+}
+
+internal sealed class MemoryStoreOptions
+{
+    public const int DefaultMaxRecords = 1_000_000;
+
+    /// <summary>
+    /// Most records of each kind (ownership, usage marks, held reservations, context sizes) the in-process store keeps;
+    /// past it the oldest is evicted. About 250 MB of ownership records at the default.
+    /// </summary>
+    public int MaxRecords { get; init; } = DefaultMaxRecords;
 }
 
 internal enum UnknownIdMode

@@ -41,6 +41,11 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             failures.Add("Gateway:Quotas:DefaultOutputTokenReservation must be 0 or more.");
         }
 
+        if (options.Quotas.MemoryStore.MaxRecords <= 0)
+        {
+            failures.Add($"Gateway:Quotas:MemoryStore:MaxRecords must be a positive number of records (default {MemoryStoreOptions.DefaultMaxRecords}).");
+        }
+
         if (options.Isolation.Retention <= TimeSpan.Zero)
         {
             failures.Add("Gateway:Isolation:Retention must be a positive duration such as \"45.00:00:00\".");

@@ -65,7 +65,8 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         {
             if (usage.ObjectId is { } id && storedByUpstream)
             {
-                await store.RecordOwnerAsync(id, tenant, retention, CancellationToken.None);
+                // OpenAI never expires conversations, however they were created: neither does their ownership record.
+                await store.RecordOwnerAsync(id, tenant, created == ObjectKind.Conversation ? Timeout.InfiniteTimeSpan : retention, CancellationToken.None);
             }
 
             if (usage.ConversationId is { } conversation)
@@ -77,6 +78,27 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         catch (StoreUnavailableException)
         {
             IsolationLog.OwnershipNotRecorded(logger, tenant, exchange.RequestId);
+        }
+    }
+
+    /// <summary>
+    /// The owner deleted a conversation: its record, which had no expiry, now lives <c>Retention</c> more (the id keeps
+    /// being refused to other tenants for that long, then is forgotten), so deleted conversations do not pile up for ever.
+    /// </summary>
+    public async ValueTask RecordDeletedAsync(GatewayExchange exchange)
+    {
+        if (exchange.PathId is not { } id)
+        {
+            return;
+        }
+
+        try
+        {
+            await store.ExpireOwnerAsync(id, exchange.Tenant!.Id, settings.Current.Isolation.Retention, CancellationToken.None);
+        }
+        catch (StoreUnavailableException)
+        {
+            // Deny mode with the store down: the record keeps no expiry (it keeps refusing other tenants, as before).
         }
     }
 

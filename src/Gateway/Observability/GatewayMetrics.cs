@@ -21,6 +21,7 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _timeToFirstByte;
     private readonly Counter<long> _storeFailures;
     private readonly Counter<long> _upstreamAuthFailures;
+    private readonly Counter<long> _storeEvictions;
 
     public GatewayMetrics(IMeterFactory meterFactory)
     {
@@ -36,6 +37,7 @@ internal sealed class GatewayMetrics
         _storeFailures = meter.CreateCounter<long>("gateway.quota.store_failures", "{failure}", "Quota store operations that failed and fell back or denied.");
         _upstreamAuthFailures = meter.CreateCounter<long>("gateway.upstream.auth_failures", "{response}",
             "Upstream 401/403 answers to the gateway's credentials (tenants get a 502 upstream_auth_failed).");
+        _storeEvictions = meter.CreateCounter<long>("gateway.store.evictions", "{record}", "Live records the memory store evicted to stay within MaxRecords, by kind.");
     }
 
     /// <summary>The label <c>other</c> stands for every model a tenant may not use.</summary>
@@ -118,6 +120,7 @@ internal sealed class GatewayMetrics
 
     public void RecordUpstreamAuthFailure(int upstreamStatus) =>
         _upstreamAuthFailures.Add(1, new TagList { { "http_response_status_code", upstreamStatus } });
+    public void RecordStoreEviction(string kind) => _storeEvictions.Add(1, new TagList { { "kind", kind } });
 
     private void Add(string tenant, string model, string kind, long? value)
     {

@@ -22,21 +22,31 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// tenant at its limits cannot make the gateway receive and hold megabytes first. <see cref="AdmitAsync"/> then
     /// reserves the tokens only. A request refused later settles like any other and gives the slot back.
     /// </summary>
-    public ValueTask<OpenAIError?> PreAdmitAsync(GatewayExchange exchange) => AdmitStepAsync(exchange, 0, tokensOnly: false);
+    public ValueTask<OpenAIError?> PreAdmitAsync(GatewayExchange exchange) => AdmitStepAsync(exchange, 0, 0, tokensOnly: false);
 
-    public ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
+    public async ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
     {
-        var reserve = EstimateReservation(exchange);
+        long context, reserve;
+        try
+        {
+            context = await HiddenContextAsync(exchange);
+            reserve = EstimateReservation(exchange, context);
+        }
+        catch (StoreUnavailableException)
+        {
+            return OpenAIError.StoreUnavailable();
+        }
+
         if (exchange.Reservation is null)
         {
-            return AdmitStepAsync(exchange, reserve, tokensOnly: false);
+            return await AdmitStepAsync(exchange, reserve, context, tokensOnly: false);
         }
 
         // Pre-admitted: the request is counted and holds its slot; only its tokens remain to be reserved.
-        return reserve == 0 ? ValueTask.FromResult<OpenAIError?>(null) : AdmitStepAsync(exchange, reserve, tokensOnly: true);
+        return reserve == 0 ? null : await AdmitStepAsync(exchange, reserve, context, tokensOnly: true);
     }
 
-    private async ValueTask<OpenAIError?> AdmitStepAsync(GatewayExchange exchange, long reserve, bool tokensOnly)
+    private async ValueTask<OpenAIError?> AdmitStepAsync(GatewayExchange exchange, long reserve, long context, bool tokensOnly)
     {
         var tenant = exchange.Tenant!;
         var limits = tenant.Limits;
@@ -64,32 +74,43 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
             return Refusal(result.Decision, limits, result.Counters, reserve, windows);
         }
 
-        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId) { ByFallback = result.ByFallback };
+        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId)
+        {
+            ByFallback = result.ByFallback,
+            ContextTokens = context,
+        };
         return null;
     }
 
     /// <summary>
-    /// Ends the request's hold on the quotas and claims its usage once per response id. Returns false when
-    /// the usage of that response was already counted (by this or another replica).
+    /// Ends the request's hold on the quotas and claims its usage once per response id. <c>First</c> is false when
+    /// the usage of that response was already counted (by this or another replica); a <c>Correction</c> when it had
+    /// been counted from an estimate and this request saw the real usage.
     /// </summary>
-    public async ValueTask<bool> SettleAsync(GatewayExchange exchange, long billedTokens, string? claimResponseId, string? holdForResponseId)
+    public async ValueTask<SettleResult> SettleAsync(GatewayExchange exchange, long billedTokens, long inputTokens, bool estimated,
+        string? claimResponseId, string? holdForResponseId, string? conversationId)
     {
         var tenant = exchange.Tenant!;
         if (exchange.Reservation is null && claimResponseId is null)
         {
-            return true;
+            return new SettleResult(true);
         }
 
         var quotas = settings.Current.Quotas;
         try
         {
             return await store.SettleAsync(new SettleRequest(tenant.Id, exchange.Reservation, billedTokens, claimResponseId, holdForResponseId,
-                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow())), CancellationToken.None);
+                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow()))
+            {
+                InputTokens = inputTokens,
+                Estimated = estimated,
+                ConversationId = conversationId,
+            }, CancellationToken.None);
         }
         catch (StoreUnavailableException)
         {
             // Deny mode with the store down: the usage event is still written; it may count a re-fetched response twice.
-            return true;
+            return new SettleResult(true);
         }
     }
 
@@ -119,8 +140,23 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         }
     }
 
-    /// <summary>Input estimate plus the output the request may produce. Zero when the tenant has no token limit.</summary>
-    private long EstimateReservation(GatewayExchange exchange)
+    /// <summary>
+    /// The context a continuing request (<c>previous_response_id</c>, <c>conversation</c>) carries without sending it: the
+    /// upstream bills it as input. Estimated from the last recorded usage of those objects; 0 when none is known.
+    /// </summary>
+    private async ValueTask<long> HiddenContextAsync(GatewayExchange exchange)
+    {
+        var facts = exchange.Request;
+        if (exchange.Route is not { Generates: true } || facts is null || (facts.PreviousResponseId is null && facts.ConversationId is null))
+        {
+            return 0;
+        }
+
+        return await store.GetContextTokensAsync(exchange.Tenant!.Id, facts.PreviousResponseId, facts.ConversationId, exchange.Http.RequestAborted);
+    }
+
+    /// <summary>Input estimate (with the hidden context) plus the output the request may produce. Zero when the tenant has no token limit.</summary>
+    private long EstimateReservation(GatewayExchange exchange, long contextTokens)
     {
         var limits = exchange.Tenant!.Limits;
         var route = exchange.Route!;
@@ -139,7 +175,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
 
         // Each of chat's n choices may produce the output limit. A limit no model reaches is clamped, so the sum cannot overflow.
         var perChoice = Math.Clamp(exchange.Request?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation, 0, int.MaxValue);
-        return input + (perChoice * (exchange.Request?.Choices ?? 1));
+        return input + contextTokens + (perChoice * (exchange.Request?.Choices ?? 1));
     }
 
     public static QuotaStatus StatusOf(Configuration.TenantLimitsOptions limits, QuotaCounters counters, QuotaWindows windows) => new(

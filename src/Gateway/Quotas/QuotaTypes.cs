@@ -20,4 +20,7 @@ internal sealed record QuotaReservation(
 {
     /// <summary>Reserved in the in-memory fallback (shared store down); it must be settled there too.</summary>
     public bool ByFallback { get; init; }
+
+    /// <summary>Of <see cref="ReservedTokens"/>, the estimated context of <c>previous_response_id</c> / <c>conversation</c>.</summary>
+    public long ContextTokens { get; init; }
 }

@@ -21,17 +21,34 @@ internal interface ISharedStateStore
     /// Ends a request's hold on the quotas, atomically: claims the response's usage (once per response id, ever),
     /// replaces the reservation with what was billed (or keeps it, for a background response still running),
     /// settles a background response's held reservation when its usage is first seen, and frees the concurrency lease.
+    /// The reservation is refunded in the windows it was made in; what was billed is charged to the windows of
+    /// <see cref="SettleRequest.Now"/>, where it was spent. A response first counted from an estimate and later seen
+    /// with the upstream's usage is corrected once: the difference is charged and returned.
     /// </summary>
-    ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken);
+    ValueTask<SettleResult> SettleAsync(SettleRequest request, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The size of the context a request continuing these objects carries without sending it: the last recorded
+    /// input + output tokens of <paramref name="previousResponseId"/> plus those of the last turn of
+    /// <paramref name="conversationId"/> (0 for what the store does not know).
+    /// </summary>
+    ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken);
 
     /// <summary>Current counters of the tenant's windows, for <c>GET /v1/gateway/quota</c>.</summary>
     ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken);
 
     /// <summary>
     /// Records that <paramref name="tenantId"/> created <paramref name="objectId"/> (first writer wins), for
-    /// <paramref name="retention"/>, or for ever when it is <see cref="Timeout.InfiniteTimeSpan"/>.
+    /// <paramref name="retention"/>, or for ever when it is <see cref="Timeout.InfiniteTimeSpan"/>. The owner recording
+    /// it again with a longer retention extends the record (never shortens it); another tenant changes nothing.
     /// </summary>
     ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The owner deleted the object: its record (a conversation's has no expiry) now expires after
+    /// <paramref name="keepFor"/> at the latest, so the id keeps being refused to others for a while, then is forgotten.
+    /// </summary>
+    ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken);
 
     ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken);
 
@@ -79,4 +96,27 @@ internal sealed record SettleRequest(
     string? HoldForResponseId,
     TimeSpan ClaimRetention,
     TimeSpan HoldTimeout,
-    QuotaWindows Now);
+    QuotaWindows Now)
+{
+    /// <summary>The part of <see cref="SettleRequest.BilledTokens"/> that is input; the rest is output.</summary>
+    public long InputTokens { get; init; }
+
+    /// <summary>The billed tokens are the gateway's estimate (a cut stream), to be corrected if the real usage is seen later.</summary>
+    public bool Estimated { get; init; }
+
+    /// <summary>A conversation this turn belongs to: its context size becomes this turn's input + output.</summary>
+    public string? ConversationId { get; init; }
+}
+
+/// <summary>
+/// <paramref name="First"/>: this request counted the response's usage (false when it had been counted before).
+/// <paramref name="Correction"/>: this request saw the real usage of a response first counted from an estimate; the
+/// difference was charged and is to be reported.
+/// </summary>
+internal readonly record struct SettleResult(bool First, UsageCorrection? Correction = null);
+
+/// <summary>Real usage minus the estimate charged before (may be negative), input and output separately.</summary>
+internal readonly record struct UsageCorrection(long InputTokens, long OutputTokens)
+{
+    public long TotalTokens => InputTokens + OutputTokens;
+}

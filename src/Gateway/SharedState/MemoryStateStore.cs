@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using Gateway.Configuration;
+using Gateway.Observability;
 using Gateway.Quotas;
 
 namespace Gateway.SharedState;
@@ -6,21 +8,28 @@ namespace Gateway.SharedState;
 /// <summary>
 /// The single-process store: the same semantics as <see cref="RedisStateStore"/>, with a lock per tenant
 /// standing in for Redis's atomic scripts. Entries expire like Redis keys do (checked on access, swept
-/// every minute). Everything is lost on restart, including object ownership: run Redis in production.
+/// every minute). Everything is lost on restart, including object ownership: run Redis in production. Each kind of
+/// record is bounded by <c>Gateway:Quotas:MemoryStore:MaxRecords</c>, oldest evicted first.
 /// </summary>
 internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, TenantState> _tenants = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Expiring<string>> _owners = new(StringComparer.Ordinal);
+    private readonly ExpiringRecords<string, string> _owners;
     // Keyed by (tenant, response id) without building a key string: one mark per stored response adds up.
-    private readonly ConcurrentDictionary<(string Tenant, string ResponseId), Expiring<bool>> _marks = new();
-    private readonly ConcurrentDictionary<(string Tenant, string ResponseId), Expiring<HeldReservation>> _held = new();
+    private readonly ExpiringRecords<(string Tenant, string ResponseId), UsageMark> _marks;
+    private readonly ExpiringRecords<(string Tenant, string ResponseId), HeldReservation> _held;
+    private readonly ExpiringRecords<(string Tenant, string ConversationId), long> _contexts;
     private readonly TimeProvider _time;
     private readonly ITimer _sweeper;
 
-    public MemoryStateStore(TimeProvider time)
+    public MemoryStateStore(TimeProvider time, GatewaySettings? settings = null, GatewayMetrics? metrics = null)
     {
         _time = time;
+        Func<int> capacity = () => settings?.Current.Quotas.MemoryStore.MaxRecords ?? MemoryStoreOptions.DefaultMaxRecords;
+        _owners = new(capacity, () => metrics?.RecordStoreEviction("owner"));
+        _marks = new(capacity, () => metrics?.RecordStoreEviction("usage_mark"));
+        _held = new(capacity, () => metrics?.RecordStoreEviction("held_reservation"));
+        _contexts = new(capacity, () => metrics?.RecordStoreEviction("context"));
         _sweeper = time.CreateTimer(_ => Sweep(), null, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
     }
 
@@ -74,60 +83,117 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         }
     }
 
-    public ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
+    public ValueTask<SettleResult> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
     {
-        var now = request.Now.Now;
-        var first = true;
-        if (request.ClaimResponseId is { } claimId)
-        {
-            var mark = new Expiring<bool>(true, now + request.ClaimRetention);
-            first = TryAddOrReplaceExpired(_marks, (request.TenantId, claimId), mark, now);
-        }
-
+        var w = request.Now;
+        var now = w.Now;
         var state = _tenants.GetOrAdd(request.TenantId, static _ => new TenantState());
+        // Marks, held reservations and contexts are per tenant: the tenant's lock makes claim and correction atomic.
         lock (state)
         {
+            var first = true;
+            UsageCorrection? correction = null;
+            var input = request.InputTokens;
+            var output = request.BilledTokens - request.InputTokens;
+            if (request.ClaimResponseId is { } claimId)
+            {
+                var key = (request.TenantId, claimId);
+                if (!_marks.TryGet(key, now, out var mark, out _))
+                {
+                    _marks.Set(key, new UsageMark(input, output, request.Estimated), now + request.ClaimRetention, now);
+                }
+                else
+                {
+                    first = false;
+                    if (mark.Estimated && !request.Estimated)
+                    {
+                        // The real usage of a response counted from an estimate: charge the difference, once.
+                        _marks.Set(key, new UsageMark(input, output, Estimated: false), now + request.ClaimRetention, now);
+                        correction = new UsageCorrection(input - mark.InputTokens, output - mark.OutputTokens);
+                    }
+                }
+            }
+
             var reservation = request.Reservation;
             var billed = first ? request.BilledTokens : 0;
             if (request.HoldForResponseId is { } holdId && reservation is not null)
             {
                 // Still running: the reservation stays; remembered (past its timeout, see RedisStateStore) until the usage is seen.
-                _held[(request.TenantId, holdId)] = new Expiring<HeldReservation>(
-                    new HeldReservation(reservation, now + request.HoldTimeout), now + request.HoldTimeout + request.ClaimRetention);
+                _held.Set((request.TenantId, holdId), new HeldReservation(reservation, now + request.HoldTimeout),
+                    now + request.HoldTimeout + request.ClaimRetention, now);
             }
             else
             {
                 if (first && request.ClaimResponseId is { } responseId
-                    && _held.TryRemove((request.TenantId, responseId), out var held) && held.ExpiresAt > now)
+                    && _held.TryRemove((request.TenantId, responseId), out var held, out var heldExpiresAt) && heldExpiresAt > now)
                 {
-                    // The usage of a held background response: it replaces the held reservation, in that reservation's windows
-                    // (or, past the timeout, the estimate that was kept stays the charge). Either way it is not charged again below.
-                    var heldReservation = held.Value.Reservation;
-                    if (held.Value.Until > now)
+                    // The usage of a held background response replaces the held reservation: refunded in that reservation's
+                    // windows, the usage charged below. Past the timeout the estimate that was kept stays the charge.
+                    var heldReservation = held.Reservation;
+                    if (held.Until > now)
                     {
-                        state.AddTokens(heldReservation.MinuteWindow, heldReservation.DayWindow, heldReservation.MonthWindow, billed - heldReservation.ReservedTokens);
+                        state.AddTokens(heldReservation.MinuteWindow, heldReservation.DayWindow, heldReservation.MonthWindow, -heldReservation.ReservedTokens);
                     }
-
-                    billed = 0;
+                    else
+                    {
+                        billed = 0;
+                    }
                 }
 
-                if (reservation is not null)
+                // A negative correction gives back budget (day, month), never per-minute room: the minute it lands in did not
+                // hold the estimate, and an over-estimate (a large inline image) must not become a burst past the TPM limit.
+                var corrected = correction?.TotalTokens ?? 0;
+                var charge = billed + Math.Max(0, corrected);
+                if (corrected < 0)
                 {
-                    state.AddTokens(reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow, billed - reservation.ReservedTokens);
+                    state.AddBudgetTokens(w.Day, w.Month, corrected);
+                }
+
+                if (reservation is null)
+                {
+                    state.AddTokens(w.Minute, w.Day, w.Month, charge);
+                }
+                else if (reservation.MinuteWindow == w.Minute)
+                {
+                    state.AddTokens(w.Minute, w.Day, w.Month, charge - reservation.ReservedTokens);
                 }
                 else
                 {
-                    state.AddTokens(request.Now.Minute, request.Now.Day, request.Now.Month, billed);
+                    // Refunded where it was reserved, charged where it was spent (a stream that crossed the minute).
+                    state.AddTokens(reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow, -reservation.ReservedTokens);
+                    state.AddTokens(w.Minute, w.Day, w.Month, charge);
                 }
+            }
+
+            if (request.ConversationId is { } conversationId && request.ClaimResponseId is not null && (first || correction is not null))
+            {
+                _contexts.Set((request.TenantId, conversationId), input + output, now + request.ClaimRetention, now);
             }
 
             if (reservation?.LeaseId is { } leaseId)
             {
                 state.Leases.Remove(leaseId);
             }
+
+            return ValueTask.FromResult(new SettleResult(first, correction));
+        }
+    }
+
+    public ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        long tokens = 0;
+        if (previousResponseId is not null && _marks.TryGet((tenantId, previousResponseId), now, out var mark, out _))
+        {
+            tokens += mark.InputTokens + mark.OutputTokens;
         }
 
-        return ValueTask.FromResult(first);
+        if (conversationId is not null && _contexts.TryGet((tenantId, conversationId), now, out var turn, out _))
+        {
+            tokens += turn;
+        }
+
+        return ValueTask.FromResult(tokens);
     }
 
     public ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken)
@@ -147,80 +213,38 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        var expiresAt = retention == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : now + retention;
-        TryAddOrReplaceExpired(_owners, objectId, new Expiring<string>(tenantId, expiresAt), now);
+        _owners.AddOrExtend(objectId, tenantId, ExpiryOf(now, retention), now);
         return ValueTask.CompletedTask;
     }
 
-    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken)
+    public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken)
     {
-        var found = _owners.TryGetValue(objectId, out var owner) && owner.ExpiresAt > _time.GetUtcNow();
-        return ValueTask.FromResult(found ? owner.Value : null);
+        var now = _time.GetUtcNow();
+        _owners.ExpireNoLaterThan(objectId, tenantId, now + keepFor, now);
+        return ValueTask.CompletedTask;
     }
+
+    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(_owners.TryGet(objectId, _time.GetUtcNow(), out var owner, out _) ? owner : null);
 
     /// <summary>The live ownership record of <paramref name="objectId"/>, if this store holds one.</summary>
-    public bool TryGetOwnerRecord(string objectId, out string tenantId, out DateTimeOffset expiresAt)
-    {
-        if (_owners.TryGetValue(objectId, out var owner) && owner.ExpiresAt > _time.GetUtcNow())
-        {
-            (tenantId, expiresAt) = (owner.Value, owner.ExpiresAt);
-            return true;
-        }
-
-        (tenantId, expiresAt) = ("", default);
-        return false;
-    }
+    public bool TryGetOwnerRecord(string objectId, out string tenantId, out DateTimeOffset expiresAt) =>
+        _owners.TryGet(objectId, _time.GetUtcNow(), out tenantId, out expiresAt);
 
     public ValueTask<bool> PingAsync(CancellationToken cancellationToken) => ValueTask.FromResult(true);
 
     public void Dispose() => _sweeper.Dispose();
 
-    /// <summary>SET NX with expiry: adds, or replaces an expired entry; false if a live one exists.</summary>
-    private static bool TryAddOrReplaceExpired<TKey, T>(ConcurrentDictionary<TKey, Expiring<T>> map, TKey key, Expiring<T> value, DateTimeOffset now)
-        where TKey : notnull
-    {
-        while (true)
-        {
-            if (map.TryAdd(key, value))
-            {
-                return true;
-            }
-
-            if (!map.TryGetValue(key, out var existing))
-            {
-                continue;
-            }
-
-            if (existing.ExpiresAt > now)
-            {
-                return false;
-            }
-
-            if (map.TryUpdate(key, value, existing))
-            {
-                return true;
-            }
-        }
-    }
-
-    private static void RemoveExpired<TKey, T>(ConcurrentDictionary<TKey, Expiring<T>> map, DateTimeOffset now)
-        where TKey : notnull
-    {
-        foreach (var (key, entry) in map)
-        {
-            if (entry.ExpiresAt <= now)
-            {
-                map.TryRemove(key, out _);
-            }
-        }
-    }
+    private static DateTimeOffset ExpiryOf(DateTimeOffset now, TimeSpan retention) =>
+        retention == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : now + retention;
 
     private void Sweep()
     {
         var now = _time.GetUtcNow();
-        RemoveExpired(_owners, now);
-        RemoveExpired(_marks, now);
-        RemoveExpired(_held, now);
+        _owners.RemoveExpired(now);
+        _marks.RemoveExpired(now);
+        _held.RemoveExpired(now);
+        _contexts.RemoveExpired(now);
 
         var windows = QuotaWindows.At(now);
         foreach (var state in _tenants.Values)
@@ -232,8 +256,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         }
     }
 
-    // A struct: stored inline in the dictionary node, one object fewer per record for the GC to trace.
-    private readonly record struct Expiring<T>(T Value, DateTimeOffset ExpiresAt);
+    /// <summary>A response's usage was counted: its input and output tokens (its context size), and whether they were estimated.</summary>
+    private readonly record struct UsageMark(long InputTokens, long OutputTokens, bool Estimated);
 
     /// <summary>A background response's reservation, reconciled if its usage is seen before <paramref name="Until"/>.</summary>
     private sealed record HeldReservation(QuotaReservation Reservation, DateTimeOffset Until);
@@ -266,6 +290,12 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             }
 
             Add(MinuteTokens, minute, tokens);
+            Add(DayTokens, day, tokens);
+            Add(MonthTokens, month, tokens);
+        }
+
+        public void AddBudgetTokens(long day, long month, long tokens)
+        {
             Add(DayTokens, day, tokens);
             Add(MonthTokens, month, tokens);
         }

@@ -47,10 +47,15 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         """;
 
     // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows, else now's)
+    //       7-9 tokens(minute/day/month) of now 10 the conversation's context size
     // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 tenant key prefix
     //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month 16 nowMs 17 heldKeyTtlMs
+    //       18 input 19 estimated 20 mark value ("in:out", "~in:out" when estimated) 21 hasConversation
     // A held reservation is remembered past its timeout (until heldKeyTtl) so that usage first seen after the timeout
     // is known to be covered by the estimate that was kept, and is not charged a second time.
+    // The counted mark holds the usage that was counted: a later claim with the real usage of an estimated response
+    // replaces it and charges the difference, once. Reservations are refunded in their windows (4-6), usage is charged
+    // to now's (7-9), where it was spent.
     private const string SettleScript = """
         local function add(tm, td, tmo, delta)
           if delta ~= 0 then
@@ -59,9 +64,21 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             redis.call('INCRBY', tmo, delta); redis.call('PEXPIRE', tmo, ARGV[12])
           end
         end
-        local first = 1
+        local input = tonumber(ARGV[18]); local output = tonumber(ARGV[5]) - input
+        local first = 1; local corrected = 0; local din = 0; local dout = 0
         if ARGV[1] == '1' then
-          if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then first = 0 end
+          local mark = redis.call('GET', KEYS[1])
+          if not mark then
+            redis.call('SET', KEYS[1], ARGV[20], 'PX', ARGV[2])
+          else
+            first = 0
+            if ARGV[19] ~= '1' and string.sub(mark, 1, 1) == '~' then
+              local sep = string.find(mark, ':', 1, true)
+              din = input - tonumber(string.sub(mark, 2, sep - 1)); dout = output - tonumber(string.sub(mark, sep + 1))
+              corrected = 1
+              redis.call('SET', KEYS[1], ARGV[20], 'PX', ARGV[2])
+            end
+          end
         end
         local billed = 0
         if first == 1 then billed = tonumber(ARGV[5]) end
@@ -75,15 +92,56 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
               redis.call('DEL', KEYS[2])
               if tonumber(held[5]) > tonumber(ARGV[16]) then
                 local p = ARGV[9]
-                add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], billed - tonumber(held[1]))
+                add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], -tonumber(held[1]))
+              else
+                billed = 0
               end
-              billed = 0
             end
           end
-          add(KEYS[4], KEYS[5], KEYS[6], billed - tonumber(ARGV[4]))
+          -- A negative correction gives back budget (day, month), never per-minute room (see MemoryStateStore).
+          local charge = billed + math.max(0, din + dout)
+          if din + dout < 0 then
+            redis.call('INCRBY', KEYS[8], din + dout); redis.call('PEXPIRE', KEYS[8], ARGV[11])
+            redis.call('INCRBY', KEYS[9], din + dout); redis.call('PEXPIRE', KEYS[9], ARGV[12])
+          end
+          if KEYS[4] == KEYS[7] then
+            add(KEYS[7], KEYS[8], KEYS[9], charge - tonumber(ARGV[4]))
+          else
+            add(KEYS[4], KEYS[5], KEYS[6], -tonumber(ARGV[4]))
+            add(KEYS[7], KEYS[8], KEYS[9], charge)
+          end
+        end
+        if ARGV[21] == '1' and ARGV[1] == '1' and (first == 1 or corrected == 1) then
+          redis.call('SET', KEYS[10], input + output, 'PX', ARGV[2])
         end
         if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end
-        return first
+        return { first, corrected, din, dout }
+        """;
+
+    // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever. First writer wins; the owner may lengthen (never shorten) the record.
+    private const string RecordOwnerScript = """
+        local owner = redis.call('GET', KEYS[1])
+        if not owner then
+          if ARGV[2] == '-1' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+          return 1
+        end
+        if owner ~= ARGV[1] then return 0 end
+        if ARGV[2] == '-1' then
+          redis.call('PERSIST', KEYS[1])
+        else
+          local ttl = redis.call('PTTL', KEYS[1])
+          if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+        end
+        return 1
+        """;
+
+    // KEYS: 1 owner; ARGV: 1 tenant 2 keepForMs. The owner's record expires after keepFor at the latest.
+    private const string ExpireOwnerScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          local ttl = redis.call('PTTL', KEYS[1])
+          if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+        end
+        return 0
         """;
 
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases; ARGV: 1 nowMs
@@ -114,27 +172,48 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             new QuotaCounters((long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5]));
     }
 
-    public async ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
+    public async ValueTask<SettleResult> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
     {
         var prefix = TenantPrefix(request.TenantId);
         var reservation = request.Reservation;
         var responseId = request.ClaimResponseId ?? request.HoldForResponseId ?? "-";
+        var w = request.Now;
         var (minute, day, month) = reservation is null
-            ? (request.Now.Minute, request.Now.Day, request.Now.Month)
+            ? (w.Minute, w.Day, w.Month)
             : (reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow);
-        var now = request.Now.Now.ToUnixTimeMilliseconds();
+        var now = w.Now.ToUnixTimeMilliseconds();
+        var input = request.InputTokens;
+        var output = request.BilledTokens - input;
+        var mark = string.Concat(request.Estimated ? "~" : "", Num(input), ":", Num(output));
         var result = await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
+                prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month),
+                prefix + "ctx:" + (request.ConversationId ?? "-"),
             ],
             [
                 request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
                 reservation?.ReservedTokens ?? 0, request.BilledTokens, request.HoldForResponseId is null ? "0" : "1", now + Ms(request.HoldTimeout),
                 reservation?.LeaseId ?? "", prefix, Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
                 minute, day, month, now, Ms(request.HoldTimeout + request.ClaimRetention),
+                input, request.Estimated ? "1" : "0", mark, request.ConversationId is null ? "0" : "1",
             ]);
-        return (int)result == 1;
+        var values = (RedisResult[])result!;
+        return new SettleResult((int)values[0] == 1, (int)values[1] == 1 ? new UsageCorrection((long)values[2], (long)values[3]) : null);
+    }
+
+    public async ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken)
+    {
+        if (previousResponseId is null && conversationId is null)
+        {
+            return 0;
+        }
+
+        var prefix = TenantPrefix(tenantId);
+        var values = await redis.GetDatabase().StringGetAsync(
+            [prefix + "counted:" + (previousResponseId ?? "-"), prefix + "ctx:" + (conversationId ?? "-")]);
+        return (previousResponseId is null ? 0 : MarkTokens(values[0])) + (conversationId is null ? 0 : MarkTokens(values[1]));
     }
 
     public async ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken)
@@ -148,7 +227,11 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     }
 
     public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().StringSetAsync(OwnerKey(objectId), tenantId, retention == Timeout.InfiniteTimeSpan ? null : retention, When.NotExists);
+        await redis.GetDatabase().ScriptEvaluateAsync(RecordOwnerScript, [OwnerKey(objectId)],
+            [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, Ms(retention))]);
+
+    public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
+        await redis.GetDatabase().ScriptEvaluateAsync(ExpireOwnerScript, [OwnerKey(objectId)], [tenantId, Math.Max(1, Ms(keepFor))]);
 
     public async ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
         await redis.GetDatabase().StringGetAsync(OwnerKey(objectId));
@@ -172,6 +255,22 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     private string TenantPrefix(string tenantId) => string.Concat(keyPrefix, ":{t:", tenantId, "}:");
 
     private string OwnerKey(string objectId) => string.Concat(keyPrefix, ":own:", objectId);
+
+    /// <summary>Input + output of a counted mark (<c>in:out</c>, <c>~in:out</c> when estimated; <c>1</c> from older versions).</summary>
+    private static long MarkTokens(RedisValue mark)
+    {
+        if (mark.IsNullOrEmpty)
+        {
+            return 0;
+        }
+
+        var text = ((string)mark!).AsSpan().TrimStart('~');
+        var separator = text.IndexOf(':');
+        return separator < 0
+            ? (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var total) ? total : 0)
+            : (long.TryParse(text[..separator], NumberStyles.Integer, CultureInfo.InvariantCulture, out var input) ? input : 0)
+              + (long.TryParse(text[(separator + 1)..], NumberStyles.Integer, CultureInfo.InvariantCulture, out var output) ? output : 0);
+    }
 
     private static string Num(long value) => value.ToString(CultureInfo.InvariantCulture);
 

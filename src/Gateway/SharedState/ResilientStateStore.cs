@@ -43,7 +43,7 @@ internal sealed class ResilientStateStore(
     /// fallback while Redis is down: the fallback counts the billed tokens, Redis keeps the reservation as the charge
     /// and its lease expires after ConcurrencyLeaseTimeout.
     /// </summary>
-    public async ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
+    public async ValueTask<SettleResult> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
     {
         if (request.Reservation is not { ByFallback: true })
         {
@@ -52,11 +52,15 @@ internal sealed class ResilientStateStore(
                 request, cancellationToken);
         }
 
-        var first = (request.ClaimResponseId is null && request.BilledTokens == 0)
-            || await RunAsync("settle", static (s, r, ct) => s.SettleAsync(r, ct), request with { Reservation = null, HoldForResponseId = null }, cancellationToken);
-        await fallback.SettleAsync(request with { ClaimResponseId = null, BilledTokens = 0 }, cancellationToken);
-        return first;
+        var result = request.ClaimResponseId is null && request.BilledTokens == 0
+            ? new SettleResult(true)
+            : await RunAsync("settle", static (s, r, ct) => s.SettleAsync(r, ct), request with { Reservation = null, HoldForResponseId = null }, cancellationToken);
+        await fallback.SettleAsync(request with { ClaimResponseId = null, BilledTokens = 0, InputTokens = 0, ConversationId = null }, cancellationToken);
+        return result;
     }
+
+    public ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken) =>
+        RunAsync("context", (s, r, ct) => s.GetContextTokensAsync(r, previousResponseId, conversationId, ct), tenantId, cancellationToken);
 
     public ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken) =>
         RunAsync("read", (s, r, ct) => s.ReadCountersAsync(r, windows, ct), tenantId, cancellationToken);
@@ -65,6 +69,13 @@ internal sealed class ResilientStateStore(
         await RunAsync("record_owner", async (s, r, ct) =>
         {
             await s.RecordOwnerAsync(r, tenantId, retention, ct);
+            return true;
+        }, objectId, cancellationToken);
+
+    public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
+        await RunAsync("expire_owner", async (s, r, ct) =>
+        {
+            await s.ExpireOwnerAsync(r, tenantId, keepFor, ct);
             return true;
         }, objectId, cancellationToken);
 

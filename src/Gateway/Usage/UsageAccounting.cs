@@ -1,8 +1,10 @@
 using Gateway.Configuration;
+using Gateway.Isolation;
 using Gateway.Observability;
 using Gateway.Pipeline;
 using Gateway.Quotas;
 using Gateway.Routing;
+using Gateway.SharedState;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Gateway.Usage;
@@ -14,6 +16,7 @@ namespace Gateway.Usage;
 /// </summary>
 internal sealed class UsageAccounting(
     QuotaService quotas,
+    IsolationGuard isolation,
     TokenCounter tokens,
     UsageObserverFactory observers,
     GatewayMetrics metrics,
@@ -58,7 +61,9 @@ internal sealed class UsageAccounting(
         else if (ShouldEstimate(exchange, outcome))
         {
             source = "estimated";
+            // The body, plus the context the upstream adds from previous_response_id / conversation (as far as the gateway knows it).
             (input, output) = Estimate(exchange);
+            input += exchange.Reservation?.ContextTokens ?? 0;
             total = input + output;
         }
 
@@ -69,22 +74,35 @@ internal sealed class UsageAccounting(
         var retrievable = exchange.Request is not { Store: false, Background: false } || exchange.Route != ApiRouteTable.ResponsesCreate;
         var claimId = source != "none" && responseId is not null && retrievable ? responseId : null;
         var holdId = source == "none" && exchange.Reservation is not null && responseId is not null && IsStillRunning(exchange) ? responseId : null;
-        bool first;
+        // A turn of a conversation: its usage becomes the conversation's context size, for the next turn's reservation.
+        var conversationId = claimId is null ? null : exchange.Request?.ConversationId ?? usage.ConversationId;
+        SettleResult settled;
         try
         {
-            first = await quotas.SettleAsync(exchange, total ?? 0, claimId, holdId);
+            settled = await quotas.SettleAsync(exchange, total ?? 0, input ?? 0, source == "estimated", claimId, holdId, conversationId);
         }
         catch (Exception ex)
         {
             // The event is still written; the concurrency lease expires on its own (ConcurrencyLeaseTimeout).
             AccountingLog.StepFailed(pipelineLogger, ex, "settle", exchange.RequestId, exchange.Tenant!.Id);
-            first = true;
+            settled = new SettleResult(true);
         }
 
-        if (!first)
+        if (settled.Correction is { } correction)
+        {
+            // First counted from an estimate (a cut stream); this request saw the real usage: report the difference, once.
+            source = "correction";
+            (input, output, total) = (correction.InputTokens, correction.OutputTokens, correction.TotalTokens);
+        }
+        else if (!settled.First)
         {
             source = "none";
             (input, cached, output, reasoning, total) = (null, null, null, null, null);
+        }
+
+        if (route == ApiRouteTable.ConversationsDelete && exchange.UpstreamStatus is >= 200 and < 300)
+        {
+            await isolation.RecordDeletedAsync(exchange);
         }
 
         var tenant = exchange.Tenant!.Id;
@@ -102,7 +120,9 @@ internal sealed class UsageAccounting(
             metrics.RecordRequest(tenant, endpoint, outcomeText, status, modelLabel, duration.TotalSeconds, ttfb / 1000);
             if (total is not null)
             {
-                metrics.RecordTokens(tenant, endpoint, modelLabel, input, cached, output, reasoning);
+                // Counters only grow: a negative correction (the estimate was too high) is in the usage event, not the metric.
+                var isCorrection = source == "correction";
+                metrics.RecordTokens(tenant, endpoint, modelLabel, isCorrection ? Positive(input) : input, cached, isCorrection ? Positive(output) : output, reasoning);
             }
         }
         catch (Exception ex)
@@ -149,6 +169,8 @@ internal sealed class UsageAccounting(
 
         return (input, output);
     }
+
+    private static long? Positive(long? tokens) => tokens is > 0 ? tokens : null;
 
     private static Outcome DecideOutcome(GatewayExchange exchange)
     {

@@ -64,18 +64,18 @@ public sealed class RetentionTests : IAsyncLifetime
     {
         var gateway = await StartAsync(retention: "02:00:00");
         using var a = Client(gateway, TestKeys.KeyA, TestKeys.TenantA);
-        var conversation = await CreateConversationAsync(a);
+        var id = await CreateResponseAsync(a);
 
         _time.Advance(TimeSpan.FromMinutes(119));
-        using (var served = await a.GetAsync($"conversations/{conversation}"))
+        using (var served = await a.GetAsync($"responses/{id}"))
         {
             Assert.Equal(HttpStatusCode.OK, served.StatusCode);
         }
 
         _time.Advance(TimeSpan.FromMinutes(2));
-        using (var forgotten = await a.GetAsync($"conversations/{conversation}"))
+        using (var forgotten = await a.GetAsync($"responses/{id}"))
         {
-            await AssertErrorAsync(forgotten, HttpStatusCode.NotFound, $"Conversation with id '{conversation}' not found.");
+            await AssertErrorAsync(forgotten, HttpStatusCode.NotFound, $"Response with id '{id}' not found.");
         }
     }
 

@@ -8,7 +8,7 @@ namespace Gateway.Tests.SharedState;
 
 /// <summary>
 /// What the gateway leaves in Redis, read back with StackExchange.Redis from the test's own redis-server: every key
-/// has the configured prefix and a TTL (nothing lives forever), and all keys of a tenant share the hash tag
+/// has the configured prefix and a TTL (nothing lives forever but a conversation's owner), and all keys of a tenant share the hash tag
 /// <c>{t:tenant}</c>, so each Lua script touches a single Redis Cluster slot.
 /// </summary>
 public sealed partial class RedisKeyLayoutTests
@@ -34,6 +34,17 @@ public sealed partial class RedisKeyLayoutTests
         using (var other = await SendAndSettleAsync(gateway, b, CreateResponse()))
         {
             Assert.All(new[] { completed, background, other }, r => Assert.True(r.IsSuccessStatusCode));
+        }
+
+        string conversationId;
+        using (var conversation = await SendAndSettleAsync(gateway, a, Post("conversations", "{}")))                   // an owner without expiry
+        {
+            conversationId = System.Text.Json.JsonDocument.Parse(await conversation.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+        }
+
+        using (var turn = await SendAndSettleAsync(gateway, a, Post("responses", $$"""{"model":"gpt-4o-mini","input":"hi","conversation":"{{conversationId}}"}"""))) // the conversation's context size
+        {
+            Assert.True(turn.IsSuccessStatusCode);
         }
 
         var inFlight = await StartGatedStreamAsync(a, "in-flight");                                        // a live lease
@@ -65,7 +76,7 @@ public sealed partial class RedisKeyLayoutTests
             Assert.True(match.Success, $"unexpected key {k}");
             return match.Groups["kind"].Value;
         }).ToHashSet();
-        Assert.Equal(["counted", "held", "leases", "r", "td", "tm", "tmo"], kinds.Order(StringComparer.Ordinal));
+        Assert.Equal(["counted", "ctx", "held", "leases", "r", "td", "tm", "tmo"], kinds.Order(StringComparer.Ordinal));
         Assert.Single(tenantA.Select(k => connection.HashSlot(k)).Distinct());                         // one cluster slot per tenant
         // tenant-b has no token limits or concurrency cap: no leases and nothing held, but its real usage is still counted.
         Assert.Equal(["counted", "r", "td", "tm", "tmo"], tenantB.Select(k => TenantKey().Match(k).Groups["kind"].Value).Distinct().Order(StringComparer.Ordinal));
@@ -74,6 +85,12 @@ public sealed partial class RedisKeyLayoutTests
         foreach (var key in keys)
         {
             var ttl = await database.KeyTimeToLiveAsync(key);
+            if (key == "llmgw:own:" + conversationId)
+            {
+                Assert.Null(ttl); // conversations are owned for as long as they exist: the one kind of key without a TTL
+                continue;
+            }
+
             Assert.True(ttl is not null, $"{key} has no TTL");
             var kind = key.StartsWith("llmgw:own:", StringComparison.Ordinal) ? "own" : TenantKey().Match(key).Groups["kind"].Value;
             var max = kind switch
@@ -83,7 +100,7 @@ public sealed partial class RedisKeyLayoutTests
                 "tmo" => TimeSpan.FromDays(63),
                 "leases" => TimeSpan.FromMinutes(15),   // ConcurrencyLeaseTimeout
                 "held" => TimeSpan.FromHours(1) + TimeSpan.FromDays(45), // BackgroundReservationTimeout, then kept as a tombstone for Retention
-                _ => TimeSpan.FromDays(45),              // counted marks and owners: Isolation:Retention
+                _ => TimeSpan.FromDays(45),              // counted marks, context sizes and owners: Isolation:Retention
             };
             Assert.InRange(ttl.Value, TimeSpan.FromTicks(1), max);
         }
@@ -92,6 +109,6 @@ public sealed partial class RedisKeyLayoutTests
         await DrainAsync(inFlight);
     }
 
-    [GeneratedRegex(@"^llmgw:\{t:tenant-[ab]\}:(?<kind>r|tm|td|tmo|leases|counted|held)(:.+)?$")]
+    [GeneratedRegex(@"^llmgw:\{t:tenant-[ab]\}:(?<kind>r|tm|td|tmo|leases|counted|held|ctx)(:.+)?$")]
     private static partial Regex TenantKey();
 }

@@ -68,8 +68,17 @@ public abstract class SharedStateStoreContract
         return (result, reservation);
     }
 
-    private Task<bool> SettleAsync(QuotaReservation? reservation, long billed, string? claim = null, string? hold = null, TimeSpan? claimRetention = null, TimeSpan? holdTimeout = null) =>
-        Store.SettleAsync(new SettleRequest(Tenant, reservation, billed, claim, hold, claimRetention ?? LongRetention, holdTimeout ?? TimeSpan.FromHours(1), Now), CancellationToken.None).AsTask();
+    private async Task<bool> SettleAsync(QuotaReservation? reservation, long billed, string? claim = null, string? hold = null, TimeSpan? claimRetention = null, TimeSpan? holdTimeout = null) =>
+        (await SettleFullyAsync(reservation, billed, claim, hold, claimRetention, holdTimeout)).First;
+
+    private Task<SettleResult> SettleFullyAsync(QuotaReservation? reservation, long billed, string? claim = null, string? hold = null, TimeSpan? claimRetention = null,
+        TimeSpan? holdTimeout = null, long input = 0, bool estimated = false, string? conversation = null) =>
+        Store.SettleAsync(new SettleRequest(Tenant, reservation, billed, claim, hold, claimRetention ?? LongRetention, holdTimeout ?? TimeSpan.FromHours(1), Now)
+        {
+            InputTokens = input,
+            Estimated = estimated,
+            ConversationId = conversation,
+        }, CancellationToken.None).AsTask();
 
     private Task<QuotaCounters> CountersAsync(QuotaWindows? windows = null) =>
         Store.ReadCountersAsync(Tenant, windows ?? Now, CancellationToken.None).AsTask();
@@ -194,8 +203,9 @@ public abstract class SharedStateStoreContract
         Assert.Equal(AdmissionDecision.Admitted, (await AdmitAsync(limits, 50)).Result.Decision);
     }
 
+    /// <summary>A stream opened at 10:15:50 that ends at 10:16:10: its tokens were spent in the 10:16 minute, and count there.</summary>
     [SkippableFact]
-    public async Task Settle_AfterTheMinuteChanged_ReconcilesInTheReservationsWindow()
+    public async Task Settle_AfterTheMinuteChanged_RefundedWhereReservedChargedWhereSpent()
     {
         await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 50, TimeSpan.Zero));
         var limits = Limits(tpm: 1000);
@@ -205,8 +215,26 @@ public abstract class SharedStateStoreContract
         Time.Advance(TimeSpan.FromSeconds(20)); // 10:16:10; the stream ran across the minute boundary
         Assert.True(await SettleAsync(reservation, billed: 120));
 
-        Assert.Equal(120, (await CountersAsync(admittedIn)).MinuteTokens);
-        Assert.Equal(new QuotaCounters(0, 0, 120, 120, 0), await CountersAsync()); // the new minute owes nothing
+        Assert.Equal(0, (await CountersAsync(admittedIn)).MinuteTokens);                // the reservation is gone from 10:15
+        Assert.Equal(new QuotaCounters(0, 120, 120, 120, 0), await CountersAsync());    // the usage is in 10:16
+        Assert.Equal(AdmissionDecision.TokensPerMinute, (await AdmitAsync(limits, 881)).Result.Decision);
+        Assert.Equal(AdmissionDecision.Admitted, (await AdmitAsync(limits, 880)).Result.Decision);
+    }
+
+    [SkippableFact]
+    public async Task Settle_StreamCrossesUtcMidnight_ChargedToTheNewDaysBudget()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 23, 59, 59, TimeSpan.Zero));
+        var limits = Limits(tpd: 1000);
+        var admittedIn = Now;
+        var (_, reservation) = await AdmitAsync(limits, 900);
+
+        Time.Advance(TimeSpan.FromSeconds(31)); // 2031-03-13T00:00:30Z
+        Assert.True(await SettleAsync(reservation, billed: 400));
+
+        Assert.Equal(0, (await CountersAsync(admittedIn)).DayTokens);
+        Assert.Equal(400, (await CountersAsync()).DayTokens);
+        Assert.Equal(AdmissionDecision.TokensPerDay, (await AdmitAsync(limits, 601)).Result.Decision);
     }
 
     [SkippableFact]
@@ -352,16 +380,16 @@ public abstract class SharedStateStoreContract
         var held = await CountersAsync();
         Assert.Equal((600L, 600L, 0L), (held.MinuteTokens, held.MonthTokens, held.Concurrent));
 
-        // Later, in another minute, a GET sees it completed: the reservation is replaced by the billed tokens, in its own windows.
+        // Later, in another minute, a GET sees it completed: the reservation is refunded in its windows, the usage charged now.
         Time.Advance(TimeSpan.FromSeconds(30));
         Assert.True(await SettleAsync(null, billed: 250, claim: "resp_bg"));
-        Assert.Equal(250, (await CountersAsync(admittedIn)).MinuteTokens);
-        Assert.Equal((250L, 250L), ((await CountersAsync()).DayTokens, (await CountersAsync()).MonthTokens));
+        Assert.Equal(0, (await CountersAsync(admittedIn)).MinuteTokens);
+        Assert.Equal(new QuotaCounters(0, 250, 250, 250, 0), await CountersAsync());
 
         // Every later retrieval shows the same usage again and changes nothing.
         Assert.False(await SettleAsync(null, billed: 250, claim: "resp_bg"));
-        Assert.Equal(250, (await CountersAsync(admittedIn)).MinuteTokens);
-        Assert.Equal(250, (await CountersAsync()).DayTokens);
+        Assert.Equal(0, (await CountersAsync(admittedIn)).MinuteTokens);
+        Assert.Equal(new QuotaCounters(0, 250, 250, 250, 0), await CountersAsync());
     }
 
     /// <summary>
@@ -382,12 +410,12 @@ public abstract class SharedStateStoreContract
         var (_, get) = await AdmitAsync(limits, 0);
         Assert.True(await SettleAsync(get, billed: 250, claim: "resp_bg2"));
 
-        Assert.Equal(250, (await CountersAsync(postedIn)).MinuteTokens);
-        Assert.Equal(new QuotaCounters(1, 0, 250, 250, 0), await CountersAsync());
+        Assert.Equal(0, (await CountersAsync(postedIn)).MinuteTokens);
+        Assert.Equal(new QuotaCounters(1, 250, 250, 250, 0), await CountersAsync());
 
         var (_, again) = await AdmitAsync(limits, 0);
         Assert.False(await SettleAsync(again, billed: 250, claim: "resp_bg2"));
-        Assert.Equal(new QuotaCounters(2, 0, 250, 250, 0), await CountersAsync());
+        Assert.Equal(new QuotaCounters(2, 250, 250, 250, 0), await CountersAsync());
     }
 
     [SkippableFact]
@@ -419,6 +447,73 @@ public abstract class SharedStateStoreContract
         Assert.Equal(600, (await CountersAsync()).DayTokens);                    // but the held estimate is what was charged
     }
 
+    // ---------------------------------------------------------------- estimates corrected by the real usage
+
+    [SkippableFact]
+    public async Task Settle_EstimatedThenRealUsage_DifferenceChargedOnceThenNothing()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        var limits = Limits(tpd: 10_000);
+        var (_, cut) = await AdmitAsync(limits, 900);
+        var estimate = await SettleFullyAsync(cut, billed: 40, claim: "resp_cut", input: 30, estimated: true); // 30 in, 10 out
+        Assert.Equal(new SettleResult(true), estimate);
+        Assert.Equal(40, (await CountersAsync()).DayTokens);
+
+        var real = await SettleFullyAsync(null, billed: 75, claim: "resp_cut", input: 35); // a GET shows 35 in, 40 out
+        Assert.Equal(new SettleResult(false, new UsageCorrection(5, 30)), real);
+        Assert.Equal(75, (await CountersAsync()).DayTokens);
+
+        // Every later retrieval (or an estimate arriving late) changes nothing.
+        Assert.Equal(new SettleResult(false), await SettleFullyAsync(null, billed: 75, claim: "resp_cut", input: 35));
+        Assert.Equal(new SettleResult(false), await SettleFullyAsync(null, billed: 99, claim: "resp_cut", input: 9, estimated: true));
+        Assert.Equal(75, (await CountersAsync()).DayTokens);
+    }
+
+    [SkippableFact]
+    public async Task Settle_EstimateHigherThanTheRealUsage_NegativeCorrectionRefunds()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        Assert.True((await SettleFullyAsync(null, billed: 120, claim: "resp_over", input: 100, estimated: true)).First);
+
+        var real = await SettleFullyAsync(null, billed: 90, claim: "resp_over", input: 80);
+
+        Assert.Equal(new UsageCorrection(-20, -10), real.Correction);
+        Assert.Equal(-30, real.Correction!.Value.TotalTokens);
+        var counters = await CountersAsync();
+        Assert.Equal((90L, 90L), (counters.DayTokens, counters.MonthTokens));
+        Assert.Equal(120, counters.MinuteTokens); // budget given back, but no per-minute room: an over-estimate is no TPM burst
+    }
+
+    [SkippableFact]
+    public async Task Settle_ConcurrentRealClaimsOfAnEstimate_ExactlyOneCorrection()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        await SettleFullyAsync(null, billed: 10, claim: "resp_race_fix", input: 10, estimated: true);
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() => SettleFullyAsync(null, billed: 50, claim: "resp_race_fix", input: 20))));
+
+        Assert.Single(results, r => r.Correction is not null);
+        Assert.All(results, r => Assert.False(r.First));
+        Assert.Equal(50, (await CountersAsync()).DayTokens);
+    }
+
+    // ---------------------------------------------------------------- hidden context
+
+    [SkippableFact]
+    public async Task GetContextTokens_AfterSettle_LastInputPlusOutputOfTheResponseAndOfTheConversationTurn()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        Assert.Equal(0, await Store.GetContextTokensAsync(Tenant, "resp_unknown", "conv_unknown", CancellationToken.None));
+
+        await SettleFullyAsync(null, billed: 300, claim: "resp_turn1", input: 200, conversation: "conv_ctx");
+        await SettleFullyAsync(null, billed: 700, claim: "resp_turn2", input: 550, conversation: "conv_ctx");
+        await SettleFullyAsync(null, billed: 700, claim: "resp_turn2", input: 550, conversation: "conv_ctx"); // a re-read: no change
+
+        Assert.Equal(300, await Store.GetContextTokensAsync(Tenant, "resp_turn1", null, CancellationToken.None));
+        Assert.Equal(700, await Store.GetContextTokensAsync(Tenant, null, "conv_ctx", CancellationToken.None));
+        Assert.Equal(0, await Store.GetContextTokensAsync("tenant-other", "resp_turn1", "conv_ctx", CancellationToken.None)); // per tenant
+    }
+
     // ---------------------------------------------------------------- ownership
 
     [SkippableFact]
@@ -446,6 +541,40 @@ public abstract class SharedStateStoreContract
         Assert.Null(await Store.GetOwnerAsync("conv_short", CancellationToken.None));
         await Store.RecordOwnerAsync("conv_short", "tenant-b", LongRetention, CancellationToken.None);
         Assert.Equal("tenant-b", await Store.GetOwnerAsync("conv_short", CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task RecordOwner_OwnerRecordsAgainForEver_TheRecordNoLongerExpires()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        var retention = TimeSpan.FromSeconds(1);
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", retention, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-b", Timeout.InfiniteTimeSpan, CancellationToken.None); // not its owner: nothing
+        await Store.RecordOwnerAsync("conv_kept_short", "tenant-a", retention, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_kept_short", "tenant-b", Timeout.InfiniteTimeSpan, CancellationToken.None);
+
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", retention, CancellationToken.None); // never shortened again
+        await LetTimePassAsync(TimeSpan.FromMilliseconds(1300));
+
+        Assert.Equal("tenant-a", await Store.GetOwnerAsync("conv_upgraded", CancellationToken.None));
+        Assert.Null(await Store.GetOwnerAsync("conv_kept_short", CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task ExpireOwner_OwnerDeletedTheObject_RecordExpiresAfterKeepForAndOnlyTheOwnerCanDoIt()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        await Store.RecordOwnerAsync("conv_deleted", "tenant-a", Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_other", "tenant-a", Timeout.InfiniteTimeSpan, CancellationToken.None);
+
+        await Store.ExpireOwnerAsync("conv_deleted", "tenant-a", TimeSpan.FromSeconds(1), CancellationToken.None);
+        await Store.ExpireOwnerAsync("conv_other", "tenant-b", TimeSpan.FromSeconds(1), CancellationToken.None);
+        Assert.Equal("tenant-a", await Store.GetOwnerAsync("conv_deleted", CancellationToken.None)); // still refused to others for keepFor
+        await LetTimePassAsync(TimeSpan.FromMilliseconds(1300));
+
+        Assert.Null(await Store.GetOwnerAsync("conv_deleted", CancellationToken.None));
+        Assert.Equal("tenant-a", await Store.GetOwnerAsync("conv_other", CancellationToken.None));
     }
 
     // ---------------------------------------------------------------- tenants

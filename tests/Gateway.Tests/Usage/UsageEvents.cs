@@ -16,7 +16,7 @@ internal static class UsageEvents
 
     public static readonly string[] Outcomes = ["completed", "incomplete", "failed", "rejected", "client_aborted", "upstream_error", "gateway_error"];
 
-    public static readonly string[] Sources = ["upstream", "estimated", "none"];
+    public static readonly string[] Sources = ["upstream", "estimated", "correction", "none"];
 
     public static readonly string[] TokenProperties = ["InputTokens", "CachedInputTokens", "OutputTokens", "ReasoningTokens", "TotalTokens"];
 

@@ -1,0 +1,191 @@
+using System.Collections.Concurrent;
+
+namespace Gateway.SharedState;
+
+/// <summary>
+/// One kind of record of the memory store (ownership, usage marks, context sizes, held reservations): each expires
+/// like a Redis key, and at most <c>capacity()</c> are kept; past that the oldest written is evicted first, so a
+/// long-running single instance cannot grow without limit. Reads are lock-free; writes take one short lock that
+/// keeps the write order (a queue of (key, sequence); a rewritten key leaves a stale queue entry, skipped on eviction
+/// and dropped when the queue is rebuilt).
+/// </summary>
+internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action onEvicted)
+    where TKey : notnull
+{
+    private readonly ConcurrentDictionary<TKey, Entry> _entries = new();
+    private readonly Lock _gate = new();
+    private Queue<(TKey Key, long Sequence)> _order = new();
+    private long _sequence;
+    private int _live;
+
+    /// <summary>Records held, expired ones not yet swept included.</summary>
+    public int Count => Volatile.Read(ref _live);
+
+    public bool TryGet(TKey key, DateTimeOffset now, out TValue value, out DateTimeOffset expiresAt)
+    {
+        if (_entries.TryGetValue(key, out var entry) && entry.ExpiresAt > now)
+        {
+            (value, expiresAt) = (entry.Value, entry.ExpiresAt);
+            return true;
+        }
+
+        (value, expiresAt) = (default!, default);
+        return false;
+    }
+
+    /// <summary>SET NX: adds, or replaces an expired record; false if a live one exists.</summary>
+    public bool TryAdd(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
+            {
+                return false;
+            }
+
+            Write(key, value, expiresAt, now);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Adds the record, or, when a live one with the same value exists, moves its expiry later (never earlier). A live
+    /// record with another value is left alone. True when the key holds <paramref name="value"/> afterwards.
+    /// </summary>
+    public bool AddOrExtend(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
+            {
+                if (!EqualityComparer<TValue>.Default.Equals(existing.Value, value))
+                {
+                    return false;
+                }
+
+                if (expiresAt > existing.ExpiresAt)
+                {
+                    _entries[key] = existing with { ExpiresAt = expiresAt };
+                }
+
+                return true;
+            }
+
+            Write(key, value, expiresAt, now);
+            return true;
+        }
+    }
+
+    /// <summary>Brings a live record with this value to expire no later than <paramref name="expiresAt"/>.</summary>
+    public void ExpireNoLaterThan(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now && existing.ExpiresAt > expiresAt
+                && EqualityComparer<TValue>.Default.Equals(existing.Value, value))
+            {
+                _entries[key] = existing with { ExpiresAt = expiresAt };
+            }
+        }
+    }
+
+    /// <summary>Adds or overwrites (SET).</summary>
+    public void Set(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            Write(key, value, expiresAt, now);
+        }
+    }
+
+    public bool TryRemove(TKey key, out TValue value, out DateTimeOffset expiresAt)
+    {
+        lock (_gate)
+        {
+            if (_entries.TryRemove(key, out var entry))
+            {
+                _live--;
+                (value, expiresAt) = (entry.Value, entry.ExpiresAt);
+                return true;
+            }
+        }
+
+        (value, expiresAt) = (default!, default);
+        return false;
+    }
+
+    public void RemoveExpired(DateTimeOffset now)
+    {
+        foreach (var (key, entry) in _entries)
+        {
+            if (entry.ExpiresAt > now)
+            {
+                continue;
+            }
+
+            lock (_gate)
+            {
+                if (_entries.TryGetValue(key, out var current) && current.Sequence == entry.Sequence && current.ExpiresAt <= now)
+                {
+                    _entries.TryRemove(key, out _);
+                    _live--;
+                }
+            }
+        }
+
+        lock (_gate)
+        {
+            CompactIfStale();
+        }
+    }
+
+    // Under _gate.
+    private void Write(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now)
+    {
+        var sequence = ++_sequence;
+        if (!_entries.ContainsKey(key))
+        {
+            _live++;
+        }
+
+        _entries[key] = new Entry(value, expiresAt, sequence);
+        _order.Enqueue((key, sequence));
+
+        var max = Math.Max(1, capacity());
+        while (_live > max && _order.TryDequeue(out var oldest))
+        {
+            if (_entries.TryGetValue(oldest.Key, out var entry) && entry.Sequence == oldest.Sequence)
+            {
+                _entries.TryRemove(oldest.Key, out _);
+                _live--;
+                if (entry.ExpiresAt > now)
+                {
+                    onEvicted();
+                }
+            }
+        }
+
+        CompactIfStale();
+    }
+
+    // Under _gate: rebuilt, in write order, once rewritten and removed keys make up most of the queue.
+    private void CompactIfStale()
+    {
+        if (_order.Count <= (2 * _live) + 1024)
+        {
+            return;
+        }
+
+        var live = new List<(TKey Key, long Sequence)>(_live);
+        foreach (var (key, entry) in _entries)
+        {
+            live.Add((key, entry.Sequence));
+        }
+
+        live.Sort(static (a, b) => a.Sequence.CompareTo(b.Sequence));
+        _order = new Queue<(TKey Key, long Sequence)>(live);
+    }
+
+    // A struct: stored inline in the dictionary node, one object fewer per record for the GC to trace.
+    private readonly record struct Entry(TValue Value, DateTimeOffset ExpiresAt, long Sequence);
+}

@@ -1,0 +1,101 @@
+using Gateway.SharedState;
+
+namespace Gateway.Tests.SharedState;
+
+/// <summary>
+/// The memory store's bounded record table: at most <c>capacity</c> records, the oldest written evicted first (and
+/// counted), expired records neither counted as evictions nor kept, and rewrites of one key never letting the
+/// write-order queue grow without limit.
+/// </summary>
+public sealed class ExpiringRecordsTests
+{
+    private static readonly DateTimeOffset Now = new(2031, 3, 12, 10, 15, 30, TimeSpan.Zero);
+    private static readonly DateTimeOffset Later = Now.AddDays(45);
+
+    [Fact]
+    public void TryAdd_PastCapacity_OldestWrittenEvictedFirstAndCounted()
+    {
+        var evictions = 0;
+        var records = new ExpiringRecords<string, string>(() => 3, () => evictions++);
+        foreach (var id in new[] { "a", "b", "c", "d", "e" })
+        {
+            Assert.True(records.TryAdd(id, "tenant", Later, Now));
+        }
+
+        Assert.Equal(3, records.Count);
+        Assert.Equal(2, evictions);
+        Assert.False(records.TryGet("a", Now, out _, out _));
+        Assert.False(records.TryGet("b", Now, out _, out _));
+        Assert.True(records.TryGet("c", Now, out _, out _));
+        Assert.True(records.TryGet("d", Now, out _, out _));
+        Assert.True(records.TryGet("e", Now, out _, out _));
+    }
+
+    [Fact]
+    public void Set_RewrittenKey_MovesToTheBackOfTheQueue()
+    {
+        var records = new ExpiringRecords<string, long>(() => 2, () => { });
+        records.Set("a", 1, Later, Now);
+        records.Set("b", 2, Later, Now);
+        records.Set("a", 3, Later, Now); // a is now the newest
+
+        records.Set("c", 4, Later, Now);
+
+        Assert.False(records.TryGet("b", Now, out _, out _));
+        Assert.True(records.TryGet("a", Now, out var a, out _));
+        Assert.Equal(3, a);
+    }
+
+    [Fact]
+    public void AddOrExtend_SameValueLengthens_OtherValueChangesNothing_NeverShortens()
+    {
+        var records = new ExpiringRecords<string, string>(() => 10, () => { });
+        Assert.True(records.AddOrExtend("conv", "tenant-a", Now.AddHours(1), Now));
+
+        Assert.False(records.AddOrExtend("conv", "tenant-b", DateTimeOffset.MaxValue, Now));
+        Assert.True(records.AddOrExtend("conv", "tenant-a", DateTimeOffset.MaxValue, Now));
+        Assert.True(records.AddOrExtend("conv", "tenant-a", Now.AddHours(1), Now));
+
+        Assert.True(records.TryGet("conv", Now.AddYears(5), out var owner, out var expiresAt));
+        Assert.Equal(("tenant-a", DateTimeOffset.MaxValue), (owner, expiresAt));
+
+        records.ExpireNoLaterThan("conv", "tenant-b", Now.AddHours(2), Now); // not its owner
+        Assert.Equal(DateTimeOffset.MaxValue, records.TryGet("conv", Now, out _, out var unchanged) ? unchanged : default);
+        records.ExpireNoLaterThan("conv", "tenant-a", Now.AddHours(2), Now);
+        Assert.False(records.TryGet("conv", Now.AddHours(3), out _, out _));
+    }
+
+    [Fact]
+    public void Write_ExpiredRecordPushedOut_IsNotCountedAsAnEviction()
+    {
+        var evictions = 0;
+        var records = new ExpiringRecords<string, string>(() => 1, () => evictions++);
+        records.TryAdd("old", "tenant", Now.AddSeconds(1), Now);
+
+        records.TryAdd("new", "tenant", Later, Now.AddSeconds(2));
+
+        Assert.Equal(0, evictions);
+        Assert.Equal(1, records.Count);
+    }
+
+    [Fact]
+    public void RemoveExpired_AndManyRewrites_CountStaysExactAndEvictionStillOldestFirst()
+    {
+        var evictions = 0;
+        var records = new ExpiringRecords<(string, string), long>(() => 100, () => evictions++);
+        for (var i = 0; i < 50_000; i++)
+        {
+            records.Set(("tenant", "resp_" + (i % 100)), i, Later, Now); // 100 keys rewritten 500 times each
+        }
+
+        Assert.Equal(100, records.Count);
+        Assert.Equal(0, evictions);
+
+        records.Set(("tenant", "resp_new"), 0, Now.AddSeconds(1), Now);
+        Assert.Equal(1, evictions);
+        Assert.False(records.TryGet(("tenant", "resp_0"), Now, out _, out _)); // resp_0 was last written longest ago
+
+        records.RemoveExpired(Now.AddSeconds(2));
+        Assert.Equal(99, records.Count);
+    }
+}
