@@ -21,29 +21,28 @@ public sealed class GatewayFaultTests
     [SkippableTheory]
     [InlineData("memory")]
     [InlineData("redis")]
-    public async Task CutStream_InputTheEstimateCannotRead_OneEstimatedEventAndTheSlotReleased(string store)
+    public async Task LoneSurrogateInATool_400InvalidTextOneEventAndTheSlotReleased(string store)
     {
-        // No token limits: nothing tokenizes the body before forwarding; the estimate after the cut is the first to read it.
+        // No token limits: nothing tokenizes the body before forwarding. Text .NET cannot decode used to reach the
+        // estimate of a cut stream and throw there (no event, slot held); it is now refused before anything reads it.
         await using var bed = await QuotaBed.StartAsync(store, c => Limits(c, concurrent: 1));
         using var client = bed.Gateway.CreateClient();
-        // A lone surrogate escape in a tool's description: valid JSON, but not text .NET can decode (the fake ignores tools).
         const string loneSurrogateInput = """
             {"model":"gpt-4o-mini","input":"tell me a story","stream":true,
              "tools":[{"type":"function","name":"lookup","description":"bad \ud800 text","parameters":{"type":"object"}}]}
             """;
         using var cut = Post("responses", loneSurrogateInput, ("x-fake-deltas", "40"), ("x-fake-drop-after", "8"));
 
-        using var response = await client.SendAsync(cut, HttpCompletionOption.ResponseHeadersRead);
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        await (await response.Content.ReadAsStreamAsync()).CopyToAsync(Stream.Null);
+        using var response = await client.SendAsync(cut);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal("invalid_text", error.GetProperty("code").GetString());
 
         var usage = await UsageEvents.OfAsync(bed.Gateway, response);
-        Assert.Equal("upstream_error", UsageEvents.Text(usage, "Outcome"));
-        Assert.Equal("estimated", UsageEvents.Text(usage, "UsageSource"));
-        Assert.True(UsageEvents.Long(usage, "InputTokens") > 0);
-        Assert.Equal(4, UsageEvents.Long(usage, "OutputTokens")); // 8 events: 4 before the deltas, then 4 deltas of one token
+        Assert.Equal("rejected", UsageEvents.Text(usage, "Outcome"));
 
-        // The slot came back: at a concurrency limit of 1 the next request is admitted.
+        // The slot is free: at a concurrency limit of 1 the next request is admitted.
         Assert.Equal(0, Used(await QuotaAsync(client), "concurrent_requests"));
         using var next = await SendAndSettleAsync(bed.Gateway, client, CreateResponse());
         Assert.Equal(HttpStatusCode.OK, next.StatusCode);
