@@ -19,6 +19,8 @@ WORKDIR /src
 COPY Directory.Build.props Directory.Packages.props appsettings.json ./
 COPY src/Gateway/Gateway.csproj src/Gateway/
 RUN dotnet restore src/Gateway
+# The price table, published beside appsettings.json (/app/pricing.json).
+COPY pricing.json ./
 COPY src/Gateway/ src/Gateway/
 RUN dotnet publish src/Gateway -c Release -o out/gateway
 

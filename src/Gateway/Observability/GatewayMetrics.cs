@@ -18,6 +18,7 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _timeToFirstByte;
     private readonly Counter<long> _storeFailures;
+    private readonly Counter<long> _missingUsage;
 
     public GatewayMetrics(IMeterFactory meterFactory)
     {
@@ -31,6 +32,7 @@ internal sealed class GatewayMetrics
         _timeToFirstByte = meter.CreateHistogram<double>("gateway.time_to_first_byte", "s", "Time until the first body byte of the upstream's answer.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
         _storeFailures = meter.CreateCounter<long>("gateway.quota.store_failures", "{failure}", "Quota store operations that failed and fell back or denied.");
+        _missingUsage = meter.CreateCounter<long>("gateway.requests_without_usage", "{request}", "Generating requests answered 2xx without any usage (unbilled).");
     }
 
     public void RecordRequest(string tenant, string endpoint, string outcome, int statusCode, string? model, double durationSeconds, double? ttfbSeconds)
@@ -73,6 +75,9 @@ internal sealed class GatewayMetrics
 
     public void RecordStoreFailure(string store, string operation, string mode) =>
         _storeFailures.Add(1, new TagList { { "store", store }, { "operation", operation }, { "mode", mode } });
+
+    public void RecordMissingUsage(string tenant, string endpoint) =>
+        _missingUsage.Add(1, new TagList { { "tenant", tenant }, { "endpoint", endpoint } });
 
     private void Add(string tenant, string model, string kind, long? value)
     {

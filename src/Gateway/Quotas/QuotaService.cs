@@ -2,6 +2,7 @@ using System.Globalization;
 using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Pipeline;
+using Gateway.Pricing;
 using Gateway.Routing;
 using Gateway.SharedState;
 using Gateway.Usage;
@@ -14,7 +15,7 @@ namespace Gateway.Quotas;
 /// reaches the upstream. When it ends, the reservation is replaced by what the upstream billed.
 /// Refusals are answered the way OpenAI answers them, so the SDKs' retry logic does the right thing.
 /// </summary>
-internal sealed class QuotaService(ISharedStateStore store, GatewaySettings settings, TokenCounter tokens, TimeProvider time, ILogger<QuotaService> logger)
+internal sealed class QuotaService(ISharedStateStore store, GatewaySettings settings, TokenCounter tokens, TimeProvider time, ILogger<QuotaService> logger, SpendMetrics spend)
 {
     public async ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
     {
@@ -36,6 +37,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         }
 
         exchange.QuotaStatus = StatusOf(limits, result.Counters, windows);
+        spend.RecordBudgetUse(tenant.Id, result.Counters, windows);
         if (result.Decision != AdmissionDecision.Admitted)
         {
             if (logger.IsEnabled(LogLevel.Information))

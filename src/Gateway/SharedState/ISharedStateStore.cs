@@ -64,7 +64,8 @@ internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters
     public bool ByFallback { get; init; }
 }
 
-internal readonly record struct QuotaCounters(long Requests, long MinuteTokens, long DayTokens, long MonthTokens, long Concurrent);
+/// <summary>Dollar amounts are micro-dollars (USD × 10^6) so that Redis, which counts integers, holds them exactly.</summary>
+internal readonly record struct QuotaCounters(long Requests, long MinuteTokens, long DayTokens, long MonthTokens, long Concurrent, long DayMicroUsd = 0, long MonthMicroUsd = 0);
 
 internal sealed record SettleRequest(
     string TenantId,

@@ -1,6 +1,7 @@
 using Gateway.Configuration;
 using Gateway.Observability;
 using Gateway.Pipeline;
+using Gateway.Pricing;
 using Gateway.Quotas;
 using Gateway.Routing;
 using Yarp.ReverseProxy.Forwarder;
@@ -18,6 +19,8 @@ internal sealed class UsageAccounting(
     UsageObserverFactory observers,
     GatewayMetrics metrics,
     GatewaySettings settings,
+    PriceBook prices,
+    SpendMetrics spend,
     ILogger<UsageAccounting> usageLogger,
     ILogger<GatewayRequestHandler> pipelineLogger)
 {
@@ -77,6 +80,10 @@ internal sealed class UsageAccounting(
             (input, cached, output, reasoning, total) = (null, null, null, null, null);
         }
 
+        // Priced by the upstream's model; an estimate of a request the upstream never named falls back to the requested model.
+        // Only the upstream's model name may become a metric label.
+        var cost = total is null ? null : prices.Cost(usage.Model ?? exchange.Request?.Model, input, cached, output, usage.Model);
+
         var tenant = exchange.Tenant!.Id;
         var endpoint = route?.Endpoint ?? "unknown";
         var status = exchange.Http.Response.StatusCode;
@@ -90,13 +97,21 @@ internal sealed class UsageAccounting(
         if (total is not null)
         {
             metrics.RecordTokens(tenant, endpoint, usage.Model, input, cached, output, reasoning);
+            if (cost is { } usd)
+            {
+                spend.RecordCost(tenant, usage.Model, usd);
+            }
+        }
+        else if (IsMissingUsage(exchange, outcome))
+        {
+            metrics.RecordMissingUsage(tenant, endpoint);
         }
 
         if (usageLogger.IsEnabled(LogLevel.Information))
         {
             UsageEventLog.Usage(usageLogger, tenant, endpoint, exchange.Request?.Model, usage.Model,
             exchange.Request?.Stream ?? exchange.IsStreamingResponse, exchange.Request?.Background ?? usage.Background ?? false,
-            status, outcomeText, usage.ObjectId ?? exchange.PathId, input, cached, output, reasoning, total, source,
+            status, outcomeText, usage.ObjectId ?? exchange.PathId, input, cached, output, reasoning, total, cost, source,
             Math.Round(duration.TotalMilliseconds, 3), ttfb is null ? null : Math.Round(ttfb.Value, 3),
             exchange.RequestId, exchange.UpstreamRequestId, request.Method, request.Path.Value ?? "");
         }
@@ -159,6 +174,12 @@ internal sealed class UsageAccounting(
         && outcome is Outcome.ClientAborted or Outcome.UpstreamError or Outcome.Failed
         && (exchange.IsStreamingResponse || outcome == Outcome.ClientAborted)
         && (exchange.UpstreamStatus is 0 or (>= 200 and < 300));
+
+    /// <summary>A generating request the upstream answered successfully, in the foreground, without any usage: unbillable traffic.</summary>
+    private static bool IsMissingUsage(GatewayExchange exchange, Outcome outcome) =>
+        exchange.Route is { Generates: true } && exchange.Forwarded && exchange.Request is { Background: false }
+        && !exchange.Usage.HasUsage && outcome is Outcome.Completed or Outcome.Incomplete
+        && exchange.UpstreamStatus is >= 200 and < 300;
 
     private static bool IsStillRunning(GatewayExchange exchange) =>
         exchange.Request is { Background: true } && exchange.Usage.ResponseStatus is null or "queued" or "in_progress";
