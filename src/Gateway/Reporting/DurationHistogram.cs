@@ -11,7 +11,8 @@ internal sealed class DurationHistogram
     private const int MaxExponent = 24; // 2^24 ms ≈ 4.6 h
     private const int BucketCount = (MaxExponent - MinExponent) * BucketsPerDoubling;
 
-    private readonly long[] _counts = new long[BucketCount];
+    // int counts: 4 KiB per group; a group would need 2^31 requests in one bucket to overflow.
+    private readonly int[] _counts = new int[BucketCount];
 
     public long Count { get; private set; }
 
