@@ -53,26 +53,23 @@ internal sealed class PriceBook : IDisposable
 
     public PriceTable Current => _current;
 
-    /// <summary>
-    /// The cost in USD of the given tokens on <paramref name="model"/>, or null when it has no price (or there are no tokens).
-    /// <paramref name="metricModel"/> names the model in the unpriced counter and warning: pass the upstream's model only,
-    /// never a client-supplied name (it would let a tenant mint label values).
-    /// </summary>
-    public decimal? Cost(string? model, long? input, long? cachedInput, long? output, string? metricModel)
+    /// <summary>The cost in USD of the given tokens on <paramref name="model"/>, or null when it has no price (or there are no tokens).</summary>
+    public decimal? Cost(string? model, long? input, long? cachedInput, long? output)
     {
-        if (input is null && output is null)
+        if ((input is null && output is null) || !_current.TryGet(model, out var price))
         {
             return null;
         }
 
-        if (_current.TryGet(model, out var price))
-        {
-            return price.Cost(input ?? 0, cachedInput ?? 0, output ?? 0, _settings.Current.Upstream.PriceMultiplier);
-        }
-
-        Unpriced(metricModel ?? "unknown");
-        return null;
+        return price.Cost(input ?? 0, cachedInput ?? 0, output ?? 0, _settings.Current.Upstream.PriceMultiplier);
     }
+
+    /// <summary>
+    /// Counts a request whose usage could not be priced, and warns once per model per hour. <paramref name="metricModel"/>
+    /// names the model in the counter and warning: the upstream's model only, never a client-supplied name (a tenant
+    /// could mint label values with it).
+    /// </summary>
+    public void ReportUnpriced(string? metricModel) => Unpriced(metricModel ?? "unknown");
 
     /// <summary>The model's price (before the multiplier), for reservations; false when it has none.</summary>
     public bool TryGetPrice(string? model, out ModelPrice price) => _current.TryGet(model, out price);

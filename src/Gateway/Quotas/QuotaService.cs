@@ -15,7 +15,7 @@ namespace Gateway.Quotas;
 /// reaches the upstream. When it ends, the reservation is replaced by what the upstream billed.
 /// Refusals are answered the way OpenAI answers them, so the SDKs' retry logic does the right thing.
 /// </summary>
-internal sealed class QuotaService(ISharedStateStore store, GatewaySettings settings, TokenCounter tokens, TimeProvider time, ILogger<QuotaService> logger, SpendMetrics spend)
+internal sealed class QuotaService(ISharedStateStore store, GatewaySettings settings, TokenCounter tokens, TimeProvider time, ILogger<QuotaService> logger, SpendMetrics spend, PriceBook prices)
 {
     public async ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
     {
@@ -23,12 +23,19 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         var limits = tenant.Limits;
         var windows = QuotaWindows.At(time.GetUtcNow());
         var reserve = EstimateReservation(exchange);
+        if (!TryEstimateCost(exchange, out var reserveMicroUsd))
+        {
+            return OpenAIError.BadRequest(
+                $"The model '{exchange.Request?.Model}' has no price in this gateway's price table, and your tenant has a dollar budget that could not count it. " +
+                "Ask your platform team to price it (pricing.json or Gateway:Pricing:Models).", "model", "model_not_priced");
+        }
+
         var leaseId = limits.MaxConcurrentRequests > 0 ? NewLeaseId() : null;
         AdmissionResult result;
         try
         {
             result = await store.AdmitAsync(
-                new AdmissionRequest(tenant.Id, limits, reserve, windows, leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout),
+                new AdmissionRequest(tenant.Id, limits, reserve, windows, leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout, reserveMicroUsd),
                 exchange.Http.RequestAborted);
         }
         catch (StoreUnavailableException)
@@ -44,10 +51,14 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
             {
                 QuotaLog.Refused(logger, tenant.Id, result.Decision.ToString(), reserve, exchange.RequestId);
             }
-            return Refusal(result.Decision, limits, result.Counters, reserve, windows);
+            return Refusal(result.Decision, limits, result.Counters, result.Decision is AdmissionDecision.UsdPerDay or AdmissionDecision.UsdPerMonth ? reserveMicroUsd : reserve, windows);
         }
 
-        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId) { ByFallback = result.ByFallback };
+        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId)
+        {
+            ByFallback = result.ByFallback,
+            ReservedMicroUsd = reserveMicroUsd,
+        };
         return null;
     }
 
@@ -55,7 +66,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// Ends the request's hold on the quotas and claims its usage once per response id. Returns false when
     /// the usage of that response was already counted (by this or another replica).
     /// </summary>
-    public async ValueTask<bool> SettleAsync(GatewayExchange exchange, long billedTokens, string? claimResponseId, string? holdForResponseId)
+    public async ValueTask<bool> SettleAsync(GatewayExchange exchange, long billedTokens, string? claimResponseId, string? holdForResponseId, decimal? billedUsd = null)
     {
         var tenant = exchange.Tenant!;
         if (exchange.Reservation is null && claimResponseId is null)
@@ -67,7 +78,8 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         try
         {
             return await store.SettleAsync(new SettleRequest(tenant.Id, exchange.Reservation, billedTokens, claimResponseId, holdForResponseId,
-                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow())), CancellationToken.None);
+                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow()), MicroUsd.From(billedUsd ?? 0m)),
+                CancellationToken.None);
         }
         catch (StoreUnavailableException)
         {
@@ -119,6 +131,34 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         return input + Math.Max(0, output);
     }
 
+    /// <summary>
+    /// The estimated cost held against the tenant's dollar budgets: the input estimate at the input price (no cache
+    /// discount assumed) plus the output the request may produce at the output price, in micro-dollars. Zero when the
+    /// tenant has no dollar budget or the route does not generate. False when a tenant with a dollar budget asks for a
+    /// model without a price: such a request could not be counted against the budget, so it is not let through.
+    /// </summary>
+    private bool TryEstimateCost(GatewayExchange exchange, out long microUsd)
+    {
+        microUsd = 0;
+        var limits = exchange.Tenant!.Limits;
+        var route = exchange.Route!;
+        if (!route.Generates || exchange.Body is null || (limits.UsdPerDay <= 0 && limits.UsdPerMonth <= 0))
+        {
+            return true;
+        }
+
+        if (!prices.TryGetPrice(exchange.Request?.Model, out var price))
+        {
+            return false;
+        }
+
+        var quotas = settings.Current.Quotas;
+        var input = tokens.EstimateInput(exchange.Body.Span, quotas.TokenizeBodyBytesThreshold);
+        var output = route.Usage == UsageShape.Embeddings ? 0 : exchange.Request?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation;
+        microUsd = MicroUsd.From(price.Cost(input, 0, Math.Max(0, output), prices.Multiplier));
+        return true;
+    }
+
     public static QuotaStatus StatusOf(Configuration.TenantLimitsOptions limits, QuotaCounters counters, QuotaWindows windows) => new(
         limits.RequestsPerMinute > 0 ? limits.RequestsPerMinute : null,
         limits.RequestsPerMinute - counters.Requests,
@@ -153,6 +193,10 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
                     TimeSpan.FromSeconds(1));
             case AdmissionDecision.TokensPerDay:
                 return BudgetExhausted("daily", limits.TokensPerDay, counters.DayTokens, requested, windows.Now + windows.UntilDayEnd);
+            case AdmissionDecision.UsdPerDay:
+                return DollarBudgetExhausted("daily", limits.UsdPerDay, counters.DayMicroUsd, requested, windows.Now + windows.UntilDayEnd);
+            case AdmissionDecision.UsdPerMonth:
+                return DollarBudgetExhausted("monthly", limits.UsdPerMonth, counters.MonthMicroUsd, requested, windows.Now + windows.UntilMonthEnd);
             default:
                 return BudgetExhausted("monthly", limits.TokensPerMonth, counters.MonthTokens, requested, windows.Now + windows.UntilMonthEnd);
         }
@@ -177,6 +221,17 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     private static OpenAIError BudgetExhausted(string period, long limit, long used, long requested, DateTimeOffset resetsAt) =>
         new(StatusCodes.Status429TooManyRequests,
             $"You exceeded your {period} token budget: Limit {limit}, Used {used}, Requested {requested}. " +
+            $"It resets at {resetsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}; ask your platform team to raise it.",
+            "insufficient_quota", null, "insufficient_quota")
+        {
+            Headers = new Dictionary<string, string> { ["x-should-retry"] = "false" },
+        };
+
+    /// <summary>Like <see cref="BudgetExhausted"/>, in dollars (amounts to the micro-dollar the budgets count in).</summary>
+    private static OpenAIError DollarBudgetExhausted(string period, decimal limit, long usedMicroUsd, long requestedMicroUsd, DateTimeOffset resetsAt) =>
+        new(StatusCodes.Status429TooManyRequests,
+            string.Create(CultureInfo.InvariantCulture,
+                $"You exceeded your {period} dollar budget: Limit ${limit}, Used ${MicroUsd.ToUsd(usedMicroUsd):0.000000}, Requested ${MicroUsd.ToUsd(requestedMicroUsd):0.000000} (estimated). ") +
             $"It resets at {resetsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}; ask your platform team to raise it.",
             "insufficient_quota", null, "insufficient_quota")
         {

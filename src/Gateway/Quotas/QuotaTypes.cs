@@ -20,4 +20,7 @@ internal sealed record QuotaReservation(
 {
     /// <summary>Reserved in the in-memory fallback (shared store down); it must be settled there too.</summary>
     public bool ByFallback { get; init; }
+
+    /// <summary>Estimated cost held against the dollar budgets (day and month windows), in micro-dollars.</summary>
+    public long ReservedMicroUsd { get; init; }
 }

@@ -47,6 +47,8 @@ internal enum AdmissionDecision
     TokensPerDay,
     TokensPerMonth,
     Concurrency,
+    UsdPerDay,
+    UsdPerMonth,
 }
 
 internal sealed record AdmissionRequest(
@@ -55,7 +57,14 @@ internal sealed record AdmissionRequest(
     long ReserveTokens,
     QuotaWindows Windows,
     string LeaseId,
-    TimeSpan LeaseTimeout);
+    TimeSpan LeaseTimeout,
+    long ReserveMicroUsd = 0)
+{
+    /// <summary>The tenant's dollar budgets in micro-dollars (0: unlimited).</summary>
+    public long MicroUsdPerDay => MicroUsd.From(Limits.UsdPerDay);
+
+    public long MicroUsdPerMonth => MicroUsd.From(Limits.UsdPerMonth);
+}
 
 /// <summary>The decision, and the counters as they stand after it (including this request when admitted).</summary>
 internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters Counters)
@@ -75,4 +84,16 @@ internal sealed record SettleRequest(
     string? HoldForResponseId,
     TimeSpan ClaimRetention,
     TimeSpan HoldTimeout,
-    QuotaWindows Now);
+    QuotaWindows Now,
+    long BilledMicroUsd = 0);
+
+/// <summary>Dollars as whole micro-dollars (USD × 10^6): what the stores count, exactly, as integers.</summary>
+internal static class MicroUsd
+{
+    public const decimal PerUsd = 1_000_000m;
+
+    /// <summary>Rounds up: a budget or a reservation never loses a fraction of a micro-dollar.</summary>
+    public static long From(decimal usd) => (long)Math.Ceiling(usd * PerUsd);
+
+    public static decimal ToUsd(long microUsd) => microUsd / PerUsd;
+}

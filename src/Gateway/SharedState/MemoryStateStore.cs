@@ -56,11 +56,20 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             {
                 decision = AdmissionDecision.TokensPerMonth;
             }
+            else if (request.MicroUsdPerDay > 0 && counters.DayMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerDay)
+            {
+                decision = AdmissionDecision.UsdPerDay;
+            }
+            else if (request.MicroUsdPerMonth > 0 && counters.MonthMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerMonth)
+            {
+                decision = AdmissionDecision.UsdPerMonth;
+            }
 
             if (decision == AdmissionDecision.Admitted)
             {
                 TenantState.Add(state.Requests, w.Minute, 1);
                 state.AddTokens(w.Minute, w.Day, w.Month, request.ReserveTokens);
+                state.AddMicroUsd(w.Day, w.Month, request.ReserveMicroUsd);
                 if (limits.MaxConcurrentRequests > 0)
                 {
                     state.Leases[request.LeaseId] = w.Now + request.LeaseTimeout;
@@ -88,6 +97,7 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         {
             var reservation = request.Reservation;
             var billed = first ? request.BilledTokens : 0;
+            var billedMicroUsd = first ? request.BilledMicroUsd : 0;
             if (request.HoldForResponseId is { } holdId && reservation is not null)
             {
                 // Still running: the reservation stays; remembered (past its timeout, see RedisStateStore) until the usage is seen.
@@ -105,18 +115,22 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
                     if (held.Value.Until > now)
                     {
                         state.AddTokens(heldReservation.MinuteWindow, heldReservation.DayWindow, heldReservation.MonthWindow, billed - heldReservation.ReservedTokens);
+                        state.AddMicroUsd(heldReservation.DayWindow, heldReservation.MonthWindow, billedMicroUsd - heldReservation.ReservedMicroUsd);
                     }
 
                     billed = 0;
+                    billedMicroUsd = 0;
                 }
 
                 if (reservation is not null)
                 {
                     state.AddTokens(reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow, billed - reservation.ReservedTokens);
+                    state.AddMicroUsd(reservation.DayWindow, reservation.MonthWindow, billedMicroUsd - reservation.ReservedMicroUsd);
                 }
                 else
                 {
                     state.AddTokens(request.Now.Minute, request.Now.Day, request.Now.Month, billed);
+                    state.AddMicroUsd(request.Now.Day, request.Now.Month, billedMicroUsd);
                 }
             }
 
@@ -250,12 +264,29 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 
         public Dictionary<string, DateTimeOffset> Leases { get; } = new(StringComparer.Ordinal);
 
+        public Dictionary<long, long> DayMicroUsd { get; } = [];
+
+        public Dictionary<long, long> MonthMicroUsd { get; } = [];
+
         public QuotaCounters Read(QuotaWindows w) => new(
             Requests.GetValueOrDefault(w.Minute),
             MinuteTokens.GetValueOrDefault(w.Minute),
             DayTokens.GetValueOrDefault(w.Day),
             MonthTokens.GetValueOrDefault(w.Month),
-            Leases.Count);
+            Leases.Count,
+            DayMicroUsd.GetValueOrDefault(w.Day),
+            MonthMicroUsd.GetValueOrDefault(w.Month));
+
+        public void AddMicroUsd(long day, long month, long microUsd)
+        {
+            if (microUsd == 0)
+            {
+                return;
+            }
+
+            Add(DayMicroUsd, day, microUsd);
+            Add(MonthMicroUsd, month, microUsd);
+        }
 
         public void AddTokens(long minute, long day, long month, long tokens)
         {
@@ -279,6 +310,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             PruneBefore(MinuteTokens, w.Minute - 2);
             PruneBefore(DayTokens, w.Day - 1);
             PruneBefore(MonthTokens, w.Month - 1);
+            PruneBefore(DayMicroUsd, w.Day - 1);
+            PruneBefore(MonthMicroUsd, w.Month - 1);
             if (Leases.Count > 0)
             {
                 List<string>? expired = null;

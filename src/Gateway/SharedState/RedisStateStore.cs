@@ -13,6 +13,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 {
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases
     // ARGV: 1 rpm 2 tpm 3 tpd 4 tpmo 5 maxConcurrent 6 reserve 7 nowMs 8 leaseId 9 leaseExpiryMs 10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 leaseTtlMs
+    // Dollar budgets (micro-dollars): KEYS 6 usd(day) 7 usd(month); ARGV 14 usdPerDay 15 usdPerMonth 16 reserveMicroUsd
     private const string AdmitScript = """
         local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
         local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
@@ -20,6 +21,9 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         local tm = tonumber(redis.call('GET', KEYS[2]) or '0')
         local td = tonumber(redis.call('GET', KEYS[3]) or '0')
         local tmo = tonumber(redis.call('GET', KEYS[4]) or '0')
+        local upd = tonumber(ARGV[14]); local upmo = tonumber(ARGV[15]); local ru = tonumber(ARGV[16])
+        local ud = tonumber(redis.call('GET', KEYS[6]) or '0')
+        local umo = tonumber(redis.call('GET', KEYS[7]) or '0')
         redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
         local c = redis.call('ZCARD', KEYS[5])
         local decision = 0
@@ -28,6 +32,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         elseif tpm > 0 and tm + reserve > tpm then decision = 2
         elseif tpd > 0 and td + reserve > tpd then decision = 3
         elseif tpmo > 0 and tmo + reserve > tpmo then decision = 4
+        elseif upd > 0 and ud + ru > upd then decision = 6
+        elseif upmo > 0 and umo + ru > upmo then decision = 7
         end
         if decision == 0 then
           r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10])
@@ -36,17 +42,22 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             td = redis.call('INCRBY', KEYS[3], reserve); redis.call('PEXPIRE', KEYS[3], ARGV[11])
             tmo = redis.call('INCRBY', KEYS[4], reserve); redis.call('PEXPIRE', KEYS[4], ARGV[12])
           end
+          if ru ~= 0 then
+            ud = redis.call('INCRBY', KEYS[6], ru); redis.call('PEXPIRE', KEYS[6], ARGV[11])
+            umo = redis.call('INCRBY', KEYS[7], ru); redis.call('PEXPIRE', KEYS[7], ARGV[12])
+          end
           if maxc > 0 then
             redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8]); redis.call('PEXPIRE', KEYS[5], ARGV[13])
             c = c + 1
           end
         end
-        return { decision, r, tm, td, tmo, c }
+        return { decision, r, tm, td, tmo, c, ud, umo }
         """;
 
     // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows, else now's)
     // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 tenant key prefix
     //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month 16 nowMs 17 heldKeyTtlMs
+    // Dollar budgets (micro-dollars): KEYS 7 usd(day) 8 usd(month) (the reservation's windows); ARGV 18 reservedMicroUsd 19 billedMicroUsd
     // A held reservation is remembered past its timeout (until heldKeyTtl) so that usage first seen after the timeout
     // is known to be covered by the estimate that was kept, and is not charged a second time.
     private const string SettleScript = """
@@ -57,38 +68,50 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             redis.call('INCRBY', tmo, delta); redis.call('PEXPIRE', tmo, ARGV[12])
           end
         end
+        local function addusd(ud, umo, delta)
+          if delta ~= 0 then
+            redis.call('INCRBY', ud, delta); redis.call('PEXPIRE', ud, ARGV[11])
+            redis.call('INCRBY', umo, delta); redis.call('PEXPIRE', umo, ARGV[12])
+          end
+        end
         local first = 1
         if ARGV[1] == '1' then
           if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then first = 0 end
         end
         local billed = 0
         if first == 1 then billed = tonumber(ARGV[5]) end
+        local billedu = 0
+        if first == 1 then billedu = tonumber(ARGV[19]) end
         if ARGV[6] == '1' and ARGV[3] == '1' then
-          redis.call('HSET', KEYS[2], 'r', ARGV[4], 'm', ARGV[13], 'd', ARGV[14], 'mo', ARGV[15], 'until', ARGV[7])
+          redis.call('HSET', KEYS[2], 'r', ARGV[4], 'm', ARGV[13], 'd', ARGV[14], 'mo', ARGV[15], 'until', ARGV[7], 'ru', ARGV[18])
           redis.call('PEXPIRE', KEYS[2], ARGV[17])
         else
           if first == 1 and ARGV[1] == '1' then
-            local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until')
+            local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until', 'ru')
             if held[1] then
               redis.call('DEL', KEYS[2])
               if tonumber(held[5]) > tonumber(ARGV[16]) then
                 local p = ARGV[9]
                 add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], billed - tonumber(held[1]))
+                addusd(p .. 'ud:' .. held[3], p .. 'umo:' .. held[4], billedu - tonumber(held[6] or '0'))
               end
               billed = 0
+              billedu = 0
             end
           end
           add(KEYS[4], KEYS[5], KEYS[6], billed - tonumber(ARGV[4]))
+          addusd(KEYS[7], KEYS[8], billedu - tonumber(ARGV[18]))
         end
         if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end
         return first
         """;
 
-    // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases; ARGV: 1 nowMs
+    // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases 6 usd(day) 7 usd(month); ARGV: 1 nowMs
     private const string ReadScript = """
         return { tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(redis.call('GET', KEYS[2]) or '0'),
                  tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0'),
-                 redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf') }
+                 redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf'),
+                 tonumber(redis.call('GET', KEYS[6]) or '0'), tonumber(redis.call('GET', KEYS[7]) or '0') }
         """;
 
     public string Kind => "redis";
@@ -100,15 +123,19 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var prefix = TenantPrefix(request.TenantId);
         var now = w.Now.ToUnixTimeMilliseconds();
         var result = await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
-            [prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases"],
+            [
+                prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases",
+                prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
+            ],
             [
                 limits.RequestsPerMinute, limits.TokensPerMinute, limits.TokensPerDay, limits.TokensPerMonth, limits.MaxConcurrentRequests,
                 request.ReserveTokens, now, request.LeaseId, now + (long)request.LeaseTimeout.TotalMilliseconds,
                 Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl), Ms(request.LeaseTimeout),
+                request.MicroUsdPerDay, request.MicroUsdPerMonth, request.ReserveMicroUsd,
             ]);
         var values = (RedisResult[])result!;
         return new AdmissionResult(MapDecision((int)values[0]),
-            new QuotaCounters((long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5]));
+            new QuotaCounters((long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6], (long)values[7]));
     }
 
     public async ValueTask<bool> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
@@ -124,12 +151,14 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
+                prefix + "ud:" + Num(day), prefix + "umo:" + Num(month),
             ],
             [
                 request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
                 reservation?.ReservedTokens ?? 0, request.BilledTokens, request.HoldForResponseId is null ? "0" : "1", now + Ms(request.HoldTimeout),
                 reservation?.LeaseId ?? "", prefix, Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
                 minute, day, month, now, Ms(request.HoldTimeout + request.ClaimRetention),
+                reservation?.ReservedMicroUsd ?? 0, request.BilledMicroUsd,
             ]);
         return (int)result == 1;
     }
@@ -138,10 +167,13 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     {
         var prefix = TenantPrefix(tenantId);
         var result = await redis.GetDatabase().ScriptEvaluateAsync(ReadScript,
-            [prefix + "r:" + Num(windows.Minute), prefix + "tm:" + Num(windows.Minute), prefix + "td:" + Num(windows.Day), prefix + "tmo:" + Num(windows.Month), prefix + "leases"],
+            [
+                prefix + "r:" + Num(windows.Minute), prefix + "tm:" + Num(windows.Minute), prefix + "td:" + Num(windows.Day), prefix + "tmo:" + Num(windows.Month), prefix + "leases",
+                prefix + "ud:" + Num(windows.Day), prefix + "umo:" + Num(windows.Month),
+            ],
             [windows.Now.ToUnixTimeMilliseconds()]);
         var values = (RedisResult[])result!;
-        return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4]);
+        return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6]);
     }
 
     public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
@@ -163,6 +195,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         3 => AdmissionDecision.TokensPerDay,
         4 => AdmissionDecision.TokensPerMonth,
         5 => AdmissionDecision.Concurrency,
+        6 => AdmissionDecision.UsdPerDay,
+        7 => AdmissionDecision.UsdPerMonth,
         _ => AdmissionDecision.Admitted,
     };
 

@@ -73,16 +73,18 @@ internal sealed class UsageAccounting(
         var retrievable = exchange.Request is not { Store: false, Background: false } || exchange.Route != ApiRouteTable.ResponsesCreate;
         var claimId = source != "none" && responseId is not null && retrievable ? responseId : null;
         var holdId = source == "none" && exchange.Reservation is not null && responseId is not null && IsStillRunning(exchange) ? responseId : null;
-        var first = await quotas.SettleAsync(exchange, total ?? 0, claimId, holdId);
+        // Priced by the upstream's model; an estimate of a request the upstream never named falls back to the requested model.
+        var cost = total is null ? null : prices.Cost(usage.Model ?? exchange.Request?.Model, input, cached, output);
+        var first = await quotas.SettleAsync(exchange, total ?? 0, claimId, holdId, cost);
         if (!first)
         {
             source = "none";
-            (input, cached, output, reasoning, total) = (null, null, null, null, null);
+            (input, cached, output, reasoning, total, cost) = (null, null, null, null, null, null);
         }
-
-        // Priced by the upstream's model; an estimate of a request the upstream never named falls back to the requested model.
-        // Only the upstream's model name may become a metric label.
-        var cost = total is null ? null : prices.Cost(usage.Model ?? exchange.Request?.Model, input, cached, output, usage.Model);
+        else if (total is not null && cost is null)
+        {
+            prices.ReportUnpriced(usage.Model);
+        }
 
         var tenant = exchange.Tenant!.Id;
         var endpoint = route?.Endpoint ?? "unknown";
