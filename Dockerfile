@@ -30,7 +30,8 @@ WORKDIR /src
 COPY Directory.Build.props Directory.Packages.props ./
 COPY src/Gateway/Gateway.csproj src/Gateway/
 RUN dotnet restore src/Gateway -a $TARGETARCH -p:PublishReadyToRun=true
-COPY appsettings.json ./
+# The configuration and the price table, published beside the binary (/app/appsettings.json, /app/pricing.json).
+COPY appsettings.json pricing.json ./
 COPY src/Gateway/ src/Gateway/
 RUN dotnet publish src/Gateway -c Release -o out/gateway -a $TARGETARCH --self-contained false -p:PublishReadyToRun=true
 

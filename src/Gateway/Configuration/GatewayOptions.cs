@@ -1,3 +1,5 @@
+using Gateway.Pricing;
+
 namespace Gateway.Configuration;
 
 /// <summary>The <c>Gateway</c> configuration section. Bound on every reload of the configuration file.</summary>
@@ -19,6 +21,9 @@ internal sealed class GatewayOptions
     public ShutdownOptions Shutdown { get; init; } = new();
 
     public MetricsOptions Metrics { get; init; } = new();
+
+    /// <summary>The price file and per-model overrides (docs/usage-events.md#cost).</summary>
+    public PricingOptions Pricing { get; init; } = new();
 }
 
 internal sealed class UpstreamOptions
@@ -54,6 +59,9 @@ internal sealed class UpstreamOptions
 
     /// <summary>Send upstream requests through the proxy named by HTTPS_PROXY/HTTP_PROXY.</summary>
     public bool UseSystemProxy { get; init; }
+
+    /// <summary>Multiplies every price of this upstream: 0 for a prepaid deployment, 1.1 for a 10 % regional surcharge.</summary>
+    public decimal PriceMultiplier { get; init; } = 1m;
 }
 
 internal sealed class RequestLimitsOptions
@@ -96,6 +104,12 @@ internal sealed class TenantLimitsOptions
     public long TokensPerMonth { get; init; }
 
     public long MaxConcurrentRequests { get; init; }
+
+    /// <summary>Dollar budget per UTC day (USD, at the price table's prices).</summary>
+    public decimal UsdPerDay { get; init; }
+
+    /// <summary>Dollar budget per calendar month (USD).</summary>
+    public decimal UsdPerMonth { get; init; }
 }
 
 internal enum StoreFailureMode

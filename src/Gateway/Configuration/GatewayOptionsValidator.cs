@@ -46,6 +46,11 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             failures.Add($"Gateway:Quotas:MemoryStore:MaxRecords must be a positive number of records (default {MemoryStoreOptions.DefaultMaxRecords}).");
         }
 
+        if (options.Upstream.PriceMultiplier is < 0 or > 100)
+        {
+            failures.Add("Gateway:Upstream:PriceMultiplier must be between 0 (prepaid) and 100; 1 is list price.");
+        }
+
         if (options.Isolation.Retention <= TimeSpan.Zero)
         {
             failures.Add("Gateway:Isolation:Retention must be a positive duration such as \"45.00:00:00\".");
@@ -135,11 +140,19 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             failures.Add($"Gateway:Tenants:{tenantId}:Limits: limits must be 0 (unlimited) or positive.");
         }
 
+        if (limits.UsdPerDay < 0 || limits.UsdPerMonth < 0 || limits.UsdPerDay > MaxUsdBudget || limits.UsdPerMonth > MaxUsdBudget)
+        {
+            failures.Add($"Gateway:Tenants:{tenantId}:Limits: UsdPerDay and UsdPerMonth must be 0 (unlimited) or positive USD amounts up to {MaxUsdBudget}.");
+        }
+
         if (tenant.MaxOutputTokens is < 1)
         {
             failures.Add($"Gateway:Tenants:{tenantId}:MaxOutputTokens must be positive, or absent for no cap.");
         }
     }
+
+    // Dollar budgets are held in micro-dollars in 64-bit counters; a trillion dollars is far inside that and far above any real budget.
+    private const decimal MaxUsdBudget = 1_000_000_000_000m;
 
     [GeneratedRegex("^[a-f0-9]{64}$")]
     private static partial Regex KeyHashPattern();

@@ -2,6 +2,7 @@ using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Health;
 using Gateway.Pipeline;
+using Gateway.Reporting;
 using Gateway.Tenants;
 
 namespace Gateway.Hosting;
@@ -33,8 +34,9 @@ internal static class GatewayEndpointExtensions
         return app;
     }
 
-    /// <summary>Handles the commands that run instead of the server (<c>new-key</c>, <c>hash-key</c>, <c>probe</c>).</summary>
+    /// <summary>Handles the commands that run instead of the server (<c>new-key</c>, <c>hash-key</c>, <c>probe</c>, <c>usage-report</c>).</summary>
     public static bool TryRunCommand(string[] args, out int exitCode) =>
         GatewayKeyCommand.TryRun(args, Console.In, Console.Out, out exitCode)
-        || ProbeCommand.TryRun(args, Console.Out, out exitCode);
+        || ProbeCommand.TryRun(args, Console.Out, out exitCode)
+        || UsageReportCommand.TryRun(args, out exitCode);
 }

@@ -4,6 +4,7 @@ using Gateway.Health;
 using Gateway.Isolation;
 using Gateway.Observability;
 using Gateway.Pipeline;
+using Gateway.Pricing;
 using Gateway.Quotas;
 using Gateway.SharedState;
 using Gateway.Tenants;
@@ -37,6 +38,8 @@ internal static class GatewayServiceExtensions
         services.AddSingleton<UsageObserverFactory>();
         services.AddSingleton<UsageAccounting>();
         services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton<SpendMetrics>();
+        services.AddSingleton<PriceBook>();
 
         services.AddSharedStateStore();
         services.AddSingleton<QuotaService>();

@@ -22,6 +22,7 @@ internal sealed class GatewayMetrics
     private readonly Counter<long> _storeFailures;
     private readonly Counter<long> _upstreamAuthFailures;
     private readonly Counter<long> _storeEvictions;
+    private readonly Counter<long> _missingUsage;
 
     public GatewayMetrics(IMeterFactory meterFactory)
     {
@@ -38,6 +39,7 @@ internal sealed class GatewayMetrics
         _upstreamAuthFailures = meter.CreateCounter<long>("gateway.upstream.auth_failures", "{response}",
             "Upstream 401/403 answers to the gateway's credentials (tenants get a 502 upstream_auth_failed).");
         _storeEvictions = meter.CreateCounter<long>("gateway.store.evictions", "{record}", "Live records the memory store evicted to stay within MaxRecords, by kind.");
+        _missingUsage = meter.CreateCounter<long>("gateway.requests_without_usage", "{request}", "Generating requests answered 2xx without any usage (unbilled).");
     }
 
     /// <summary>The label <c>other</c> stands for every model a tenant may not use.</summary>
@@ -121,6 +123,9 @@ internal sealed class GatewayMetrics
     public void RecordUpstreamAuthFailure(int upstreamStatus) =>
         _upstreamAuthFailures.Add(1, new TagList { { "http_response_status_code", upstreamStatus } });
     public void RecordStoreEviction(string kind) => _storeEvictions.Add(1, new TagList { { "kind", kind } });
+
+    public void RecordMissingUsage(string tenant, string endpoint) =>
+        _missingUsage.Add(1, new TagList { { "tenant", tenant }, { "endpoint", endpoint } });
 
     private void Add(string tenant, string model, string kind, long? value)
     {

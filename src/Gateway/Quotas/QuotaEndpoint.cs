@@ -7,7 +7,7 @@ using Gateway.SharedState;
 namespace Gateway.Quotas;
 
 /// <summary><c>GET /v1/gateway/quota</c>: the calling tenant's limits, what it used in each window, and when each resets.</summary>
-internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store, TimeProvider time)
+internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store, TimeProvider time, Pricing.SpendMetrics spend)
 {
     /// <summary>Writes the answer; returns the error to answer instead when the store is down in Deny mode.</summary>
     public async Task<OpenAIError?> WriteAsync(GatewayExchange exchange)
@@ -26,6 +26,7 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
 
         var limits = tenant.Limits;
         exchange.QuotaStatus = QuotaService.StatusOf(limits, counters, windows);
+        spend.RecordBudgetUse(tenant.Id, counters, windows);
 
         var response = exchange.Http.Response;
         response.ContentType = "application/json";
@@ -43,6 +44,8 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
         WriteLimit(writer, "tokens_per_month"u8, limits.TokensPerMonth);
         WriteLimit(writer, "max_concurrent_requests"u8, limits.MaxConcurrentRequests);
         WriteLimit(writer, "max_output_tokens"u8, tenant.MaxOutputTokens ?? 0);
+        WriteUsdLimit(writer, "usd_per_day"u8, limits.UsdPerDay);
+        WriteUsdLimit(writer, "usd_per_month"u8, limits.UsdPerMonth);
         writer.WriteStartArray("models"u8);
         foreach (var model in tenant.AllowedModels ?? (IEnumerable<string>)[])
         {
@@ -57,6 +60,8 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
         writer.WriteNumber("tokens_today"u8, counters.DayTokens);
         writer.WriteNumber("tokens_this_month"u8, counters.MonthTokens);
         writer.WriteNumber("concurrent_requests"u8, counters.Concurrent);
+        writer.WriteNumber("usd_today"u8, MicroUsd.ToUsd(counters.DayMicroUsd));
+        writer.WriteNumber("usd_this_month"u8, MicroUsd.ToUsd(counters.MonthMicroUsd));
         writer.WriteEndObject();
         writer.WriteStartObject("resets"u8);
         writer.WriteString("minute"u8, windows.Now + windows.UntilMinuteEnd);
@@ -66,6 +71,18 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
         writer.WriteString("window_semantics"u8, "fixed UTC windows: minute, day, calendar month");
         writer.WriteEndObject();
         return null;
+    }
+
+    private static void WriteUsdLimit(Utf8JsonWriter writer, ReadOnlySpan<byte> name, decimal value)
+    {
+        if (value > 0)
+        {
+            writer.WriteNumber(name, value);
+        }
+        else
+        {
+            writer.WriteNull(name);
+        }
     }
 
     /// <summary>0 (unlimited) is written as null, so a client never mistakes it for "nothing allowed".</summary>

@@ -2,6 +2,7 @@ using System.Globalization;
 using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Pipeline;
+using Gateway.Pricing;
 using Gateway.Routing;
 using Gateway.SharedState;
 using Gateway.Usage;
@@ -14,7 +15,7 @@ namespace Gateway.Quotas;
 /// reaches the upstream. When it ends, the reservation is replaced by what the upstream billed.
 /// Refusals are answered the way OpenAI answers them, so the SDKs' retry logic does the right thing.
 /// </summary>
-internal sealed class QuotaService(ISharedStateStore store, GatewaySettings settings, TokenCounter tokens, TimeProvider time, ILogger<QuotaService> logger)
+internal sealed class QuotaService(ISharedStateStore store, GatewaySettings settings, TokenCounter tokens, TimeProvider time, ILogger<QuotaService> logger, SpendMetrics spend, PriceBook prices)
 {
     /// <summary>
     /// First step of a two-step admission, for a request whose body is large: before the body is read, count the
@@ -22,31 +23,39 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// tenant at its limits cannot make the gateway receive and hold megabytes first. <see cref="AdmitAsync"/> then
     /// reserves the tokens only. A request refused later settles like any other and gives the slot back.
     /// </summary>
-    public ValueTask<OpenAIError?> PreAdmitAsync(GatewayExchange exchange) => AdmitStepAsync(exchange, 0, 0, tokensOnly: false);
+    public ValueTask<OpenAIError?> PreAdmitAsync(GatewayExchange exchange) => AdmitStepAsync(exchange, 0, 0, 0, tokensOnly: false);
 
     public async ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
     {
-        long context, reserve;
+        long context;
         try
         {
             context = await HiddenContextAsync(exchange);
-            reserve = EstimateReservation(exchange, context);
         }
         catch (StoreUnavailableException)
         {
             return OpenAIError.StoreUnavailable();
         }
 
-        if (exchange.Reservation is null)
+        var (input, output) = EstimateTokens(exchange, context);
+        var reserve = HasTokenLimits(exchange.Tenant!.Limits) ? input + output : 0;
+        if (!TryEstimateCost(exchange, input, output, out var reserveMicroUsd))
         {
-            return await AdmitStepAsync(exchange, reserve, context, tokensOnly: false);
+            return OpenAIError.BadRequest(
+                $"The model '{exchange.Request?.Model}' has no price in this gateway's price table, and your tenant has a dollar budget that could not count it. " +
+                "Ask your platform team to price it (pricing.json or Gateway:Pricing:Models).", "model", "model_not_priced");
         }
 
-        // Pre-admitted: the request is counted and holds its slot; only its tokens remain to be reserved.
-        return reserve == 0 ? null : await AdmitStepAsync(exchange, reserve, context, tokensOnly: true);
+        if (exchange.Reservation is null)
+        {
+            return await AdmitStepAsync(exchange, reserve, context, reserveMicroUsd, tokensOnly: false);
+        }
+
+        // Pre-admitted: the request is counted and holds its slot; only its tokens and dollars remain to be reserved.
+        return reserve == 0 && reserveMicroUsd == 0 ? null : await AdmitStepAsync(exchange, reserve, context, reserveMicroUsd, tokensOnly: true);
     }
 
-    private async ValueTask<OpenAIError?> AdmitStepAsync(GatewayExchange exchange, long reserve, long context, bool tokensOnly)
+    private async ValueTask<OpenAIError?> AdmitStepAsync(GatewayExchange exchange, long reserve, long context, long reserveMicroUsd, bool tokensOnly)
     {
         var tenant = exchange.Tenant!;
         var limits = tenant.Limits;
@@ -56,7 +65,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         try
         {
             result = await store.AdmitAsync(
-                new AdmissionRequest(tenant.Id, limits, reserve, windows, tokensOnly ? "" : leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout, tokensOnly),
+                new AdmissionRequest(tenant.Id, limits, reserve, windows, tokensOnly ? "" : leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout, tokensOnly, reserveMicroUsd),
                 exchange.Http.RequestAborted);
         }
         catch (StoreUnavailableException)
@@ -65,19 +74,21 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         }
 
         exchange.QuotaStatus = StatusOf(limits, result.Counters, windows);
+        spend.RecordBudgetUse(tenant.Id, result.Counters, windows);
         if (result.Decision != AdmissionDecision.Admitted)
         {
             if (logger.IsEnabled(LogLevel.Information))
             {
                 QuotaLog.Refused(logger, tenant.Id, result.Decision.ToString(), reserve, exchange.RequestId);
             }
-            return Refusal(result.Decision, limits, result.Counters, reserve, windows);
+            return Refusal(result.Decision, limits, result.Counters, result.Decision is AdmissionDecision.UsdPerDay or AdmissionDecision.UsdPerMonth ? reserveMicroUsd : reserve, windows);
         }
 
         exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId)
         {
             ByFallback = result.ByFallback,
             ContextTokens = context,
+            ReservedMicroUsd = reserveMicroUsd,
         };
         return null;
     }
@@ -88,7 +99,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// been counted from an estimate and this request saw the real usage.
     /// </summary>
     public async ValueTask<SettleResult> SettleAsync(GatewayExchange exchange, long billedTokens, long inputTokens, bool estimated,
-        string? claimResponseId, string? holdForResponseId, string? conversationId)
+        string? claimResponseId, string? holdForResponseId, string? conversationId, decimal? billedUsd)
     {
         var tenant = exchange.Tenant!;
         if (exchange.Reservation is null && claimResponseId is null)
@@ -100,7 +111,7 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         try
         {
             return await store.SettleAsync(new SettleRequest(tenant.Id, exchange.Reservation, billedTokens, claimResponseId, holdForResponseId,
-                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow()))
+                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow()), MicroUsd.From(billedUsd ?? 0m))
             {
                 InputTokens = inputTokens,
                 Estimated = estimated,
@@ -155,27 +166,58 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
         return await store.GetContextTokensAsync(exchange.Tenant!.Id, facts.PreviousResponseId, facts.ConversationId, exchange.Http.RequestAborted);
     }
 
-    /// <summary>Input estimate (with the hidden context) plus the output the request may produce. Zero when the tenant has no token limit.</summary>
-    private long EstimateReservation(GatewayExchange exchange, long contextTokens)
+    private static bool HasTokenLimits(Configuration.TenantLimitsOptions limits) =>
+        limits.TokensPerMinute > 0 || limits.TokensPerDay > 0 || limits.TokensPerMonth > 0;
+
+    private static bool HasDollarLimits(Configuration.TenantLimitsOptions limits) => limits.UsdPerDay > 0 || limits.UsdPerMonth > 0;
+
+    /// <summary>
+    /// What the request may cost in tokens: the input estimate with the hidden context, and the output it may produce (on
+    /// chat, times <c>n</c>). Zero when the route does not generate or the tenant has neither token nor dollar limits,
+    /// so such requests are never tokenized.
+    /// </summary>
+    private (long Input, long Output) EstimateTokens(GatewayExchange exchange, long contextTokens)
     {
         var limits = exchange.Tenant!.Limits;
         var route = exchange.Route!;
-        if (!route.Generates || exchange.Body is null
-            || (limits.TokensPerMinute <= 0 && limits.TokensPerDay <= 0 && limits.TokensPerMonth <= 0))
+        if (!route.Generates || exchange.Body is null || (!HasTokenLimits(limits) && !HasDollarLimits(limits)))
         {
-            return 0;
+            return (0, 0);
         }
 
         var quotas = settings.Current.Quotas;
-        var input = tokens.EstimateInput(exchange.Body.Span, quotas.TokenizeBodyBytesThreshold);
+        var input = tokens.EstimateInput(exchange.Body.Span, quotas.TokenizeBodyBytesThreshold) + contextTokens;
         if (route.Usage == UsageShape.Embeddings)
         {
-            return input;
+            return (input, 0);
         }
 
         // Each of chat's n choices may produce the output limit. A limit no model reaches is clamped, so the sum cannot overflow.
         var perChoice = Math.Clamp(exchange.Request?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation, 0, int.MaxValue);
-        return input + contextTokens + (perChoice * (exchange.Request?.Choices ?? 1));
+        return (input, perChoice * (exchange.Request?.Choices ?? 1));
+    }
+
+    /// <summary>
+    /// The estimated cost held against the tenant's dollar budgets: the estimated tokens at the model's input price (no
+    /// cache discount assumed) and output price, in micro-dollars. Zero when the tenant has no dollar budget. False when
+    /// a tenant with a dollar budget asks for a model without a price: such a request could not be counted, so it is
+    /// not let through.
+    /// </summary>
+    private bool TryEstimateCost(GatewayExchange exchange, long input, long output, out long microUsd)
+    {
+        microUsd = 0;
+        if (!exchange.Route!.Generates || exchange.Body is null || !HasDollarLimits(exchange.Tenant!.Limits))
+        {
+            return true;
+        }
+
+        if (!prices.TryGetPrice(exchange.Request?.Model, out var price))
+        {
+            return false;
+        }
+
+        microUsd = MicroUsd.From(price.Cost(input, 0, output, prices.Multiplier));
+        return true;
     }
 
     public static QuotaStatus StatusOf(Configuration.TenantLimitsOptions limits, QuotaCounters counters, QuotaWindows windows) => new(
@@ -212,6 +254,10 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
                     TimeSpan.FromSeconds(1));
             case AdmissionDecision.TokensPerDay:
                 return BudgetExhausted("daily", limits.TokensPerDay, counters.DayTokens, requested, windows.Now + windows.UntilDayEnd);
+            case AdmissionDecision.UsdPerDay:
+                return DollarBudgetExhausted("daily", limits.UsdPerDay, counters.DayMicroUsd, requested, windows.Now + windows.UntilDayEnd);
+            case AdmissionDecision.UsdPerMonth:
+                return DollarBudgetExhausted("monthly", limits.UsdPerMonth, counters.MonthMicroUsd, requested, windows.Now + windows.UntilMonthEnd);
             default:
                 return BudgetExhausted("monthly", limits.TokensPerMonth, counters.MonthTokens, requested, windows.Now + windows.UntilMonthEnd);
         }
@@ -236,6 +282,17 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     private static OpenAIError BudgetExhausted(string period, long limit, long used, long requested, DateTimeOffset resetsAt) =>
         new(StatusCodes.Status429TooManyRequests,
             $"You exceeded your {period} token budget: Limit {limit}, Used {used}, Requested {requested}. " +
+            $"It resets at {resetsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}; ask your platform team to raise it.",
+            "insufficient_quota", null, "insufficient_quota")
+        {
+            Headers = new Dictionary<string, string> { ["x-should-retry"] = "false" },
+        };
+
+    /// <summary>Like <see cref="BudgetExhausted"/>, in dollars (amounts to the micro-dollar the budgets count in).</summary>
+    private static OpenAIError DollarBudgetExhausted(string period, decimal limit, long usedMicroUsd, long requestedMicroUsd, DateTimeOffset resetsAt) =>
+        new(StatusCodes.Status429TooManyRequests,
+            string.Create(CultureInfo.InvariantCulture,
+                $"You exceeded your {period} dollar budget: Limit ${limit}, Used ${MicroUsd.ToUsd(usedMicroUsd):0.000000}, Requested ${MicroUsd.ToUsd(requestedMicroUsd):0.000000} (estimated). ") +
             $"It resets at {resetsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}; ask your platform team to raise it.",
             "insufficient_quota", null, "insufficient_quota")
         {

@@ -23,4 +23,7 @@ internal sealed record QuotaReservation(
 
     /// <summary>Of <see cref="ReservedTokens"/>, the estimated context of <c>previous_response_id</c> / <c>conversation</c>.</summary>
     public long ContextTokens { get; init; }
+
+    /// <summary>Estimated cost held against the dollar budgets (day and month windows), in micro-dollars.</summary>
+    public long ReservedMicroUsd { get; init; }
 }

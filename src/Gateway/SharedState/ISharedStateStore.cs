@@ -64,6 +64,8 @@ internal enum AdmissionDecision
     TokensPerDay,
     TokensPerMonth,
     Concurrency,
+    UsdPerDay,
+    UsdPerMonth,
 }
 
 /// <param name="TokensOnly">
@@ -77,7 +79,14 @@ internal sealed record AdmissionRequest(
     QuotaWindows Windows,
     string LeaseId,
     TimeSpan LeaseTimeout,
-    bool TokensOnly = false);
+    bool TokensOnly = false,
+    long ReserveMicroUsd = 0)
+{
+    /// <summary>The tenant's dollar budgets in micro-dollars (0: unlimited).</summary>
+    public long MicroUsdPerDay => MicroUsd.From(Limits.UsdPerDay);
+
+    public long MicroUsdPerMonth => MicroUsd.From(Limits.UsdPerMonth);
+}
 
 /// <summary>The decision, and the counters as they stand after it (including this request when admitted).</summary>
 internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters Counters)
@@ -86,7 +95,8 @@ internal sealed record AdmissionResult(AdmissionDecision Decision, QuotaCounters
     public bool ByFallback { get; init; }
 }
 
-internal readonly record struct QuotaCounters(long Requests, long MinuteTokens, long DayTokens, long MonthTokens, long Concurrent);
+/// <summary>Dollar amounts are micro-dollars (USD × 10^6) so that Redis, which counts integers, holds them exactly.</summary>
+internal readonly record struct QuotaCounters(long Requests, long MinuteTokens, long DayTokens, long MonthTokens, long Concurrent, long DayMicroUsd = 0, long MonthMicroUsd = 0);
 
 internal sealed record SettleRequest(
     string TenantId,
@@ -96,7 +106,8 @@ internal sealed record SettleRequest(
     string? HoldForResponseId,
     TimeSpan ClaimRetention,
     TimeSpan HoldTimeout,
-    QuotaWindows Now)
+    QuotaWindows Now,
+    long BilledMicroUsd = 0)
 {
     /// <summary>The part of <see cref="SettleRequest.BilledTokens"/> that is input; the rest is output.</summary>
     public long InputTokens { get; init; }
@@ -115,8 +126,19 @@ internal sealed record SettleRequest(
 /// </summary>
 internal readonly record struct SettleResult(bool First, UsageCorrection? Correction = null);
 
-/// <summary>Real usage minus the estimate charged before (may be negative), input and output separately.</summary>
-internal readonly record struct UsageCorrection(long InputTokens, long OutputTokens)
+/// <summary>Real usage minus the estimate charged before (may be negative), input and output separately, and its cost in micro-dollars.</summary>
+internal readonly record struct UsageCorrection(long InputTokens, long OutputTokens, long MicroUsd = 0)
 {
     public long TotalTokens => InputTokens + OutputTokens;
+}
+
+/// <summary>Dollars as whole micro-dollars (USD × 10^6): what the stores count, exactly, as integers.</summary>
+internal static class MicroUsd
+{
+    public const decimal PerUsd = 1_000_000m;
+
+    /// <summary>Rounds up: a budget or a reservation never loses a fraction of a micro-dollar.</summary>
+    public static long From(decimal usd) => (long)Math.Ceiling(usd * PerUsd);
+
+    public static decimal ToUsd(long microUsd) => microUsd / PerUsd;
 }

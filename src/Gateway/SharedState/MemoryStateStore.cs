@@ -66,11 +66,20 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             {
                 decision = AdmissionDecision.TokensPerMonth;
             }
+            else if (request.MicroUsdPerDay > 0 && counters.DayMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerDay)
+            {
+                decision = AdmissionDecision.UsdPerDay;
+            }
+            else if (request.MicroUsdPerMonth > 0 && counters.MonthMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerMonth)
+            {
+                decision = AdmissionDecision.UsdPerMonth;
+            }
 
             if (decision == AdmissionDecision.Admitted)
             {
                 TenantState.Add(state.Requests, w.Minute, countsRequest ? 1 : 0);
                 state.AddTokens(w.Minute, w.Day, w.Month, request.ReserveTokens);
+                state.AddMicroUsd(w.Day, w.Month, request.ReserveMicroUsd);
                 if (countsRequest && limits.MaxConcurrentRequests > 0)
                 {
                     state.Leases[request.LeaseId] = w.Now + request.LeaseTimeout;
@@ -100,7 +109,7 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
                 var key = (request.TenantId, claimId);
                 if (!_marks.TryGet(key, now, out var mark, out _))
                 {
-                    _marks.Set(key, new UsageMark(input, output, request.Estimated), now + request.ClaimRetention, now);
+                    _marks.Set(key, new UsageMark(input, output, request.BilledMicroUsd, request.Estimated), now + request.ClaimRetention, now);
                 }
                 else
                 {
@@ -108,14 +117,15 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
                     if (mark.Estimated && !request.Estimated)
                     {
                         // The real usage of a response counted from an estimate: charge the difference, once.
-                        _marks.Set(key, new UsageMark(input, output, Estimated: false), now + request.ClaimRetention, now);
-                        correction = new UsageCorrection(input - mark.InputTokens, output - mark.OutputTokens);
+                        _marks.Set(key, new UsageMark(input, output, request.BilledMicroUsd, Estimated: false), now + request.ClaimRetention, now);
+                        correction = new UsageCorrection(input - mark.InputTokens, output - mark.OutputTokens, request.BilledMicroUsd - mark.MicroUsd);
                     }
                 }
             }
 
             var reservation = request.Reservation;
             var billed = first ? request.BilledTokens : 0;
+            var billedMicroUsd = first ? request.BilledMicroUsd : 0;
             if (request.HoldForResponseId is { } holdId && reservation is not null)
             {
                 // Still running: the reservation stays; remembered (past its timeout, see RedisStateStore) until the usage is seen.
@@ -133,10 +143,12 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
                     if (held.Until > now)
                     {
                         state.AddTokens(heldReservation.MinuteWindow, heldReservation.DayWindow, heldReservation.MonthWindow, -heldReservation.ReservedTokens);
+                        state.AddMicroUsd(heldReservation.DayWindow, heldReservation.MonthWindow, -heldReservation.ReservedMicroUsd);
                     }
                     else
                     {
                         billed = 0;
+                        billedMicroUsd = 0;
                     }
                 }
 
@@ -163,6 +175,10 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
                     state.AddTokens(reservation.MinuteWindow, reservation.DayWindow, reservation.MonthWindow, -reservation.ReservedTokens);
                     state.AddTokens(w.Minute, w.Day, w.Month, charge);
                 }
+
+                // Dollars have day and month windows only: a correction's difference of either sign is charged where it is seen.
+                state.AddMicroUsd(reservation?.DayWindow ?? w.Day, reservation?.MonthWindow ?? w.Month, -(reservation?.ReservedMicroUsd ?? 0));
+                state.AddMicroUsd(w.Day, w.Month, billedMicroUsd + (correction?.MicroUsd ?? 0));
             }
 
             if (request.ConversationId is { } conversationId && request.ClaimResponseId is not null && (first || correction is not null))
@@ -257,7 +273,7 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     }
 
     /// <summary>A response's usage was counted: its input and output tokens (its context size), and whether they were estimated.</summary>
-    private readonly record struct UsageMark(long InputTokens, long OutputTokens, bool Estimated);
+    private readonly record struct UsageMark(long InputTokens, long OutputTokens, long MicroUsd, bool Estimated);
 
     /// <summary>A background response's reservation, reconciled if its usage is seen before <paramref name="Until"/>.</summary>
     private sealed record HeldReservation(QuotaReservation Reservation, DateTimeOffset Until);
@@ -275,12 +291,29 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 
         public Dictionary<string, DateTimeOffset> Leases { get; } = new(StringComparer.Ordinal);
 
+        public Dictionary<long, long> DayMicroUsd { get; } = [];
+
+        public Dictionary<long, long> MonthMicroUsd { get; } = [];
+
         public QuotaCounters Read(QuotaWindows w) => new(
             Requests.GetValueOrDefault(w.Minute),
             MinuteTokens.GetValueOrDefault(w.Minute),
             DayTokens.GetValueOrDefault(w.Day),
             MonthTokens.GetValueOrDefault(w.Month),
-            Leases.Count);
+            Leases.Count,
+            DayMicroUsd.GetValueOrDefault(w.Day),
+            MonthMicroUsd.GetValueOrDefault(w.Month));
+
+        public void AddMicroUsd(long day, long month, long microUsd)
+        {
+            if (microUsd == 0)
+            {
+                return;
+            }
+
+            Add(DayMicroUsd, day, microUsd);
+            Add(MonthMicroUsd, month, microUsd);
+        }
 
         public void AddTokens(long minute, long day, long month, long tokens)
         {
@@ -310,6 +343,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             PruneBefore(MinuteTokens, w.Minute - 2);
             PruneBefore(DayTokens, w.Day - 1);
             PruneBefore(MonthTokens, w.Month - 1);
+            PruneBefore(DayMicroUsd, w.Day - 1);
+            PruneBefore(MonthMicroUsd, w.Month - 1);
             if (Leases.Count > 0)
             {
                 List<string>? expired = null;

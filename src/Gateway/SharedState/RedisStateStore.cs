@@ -14,6 +14,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases
     // ARGV: 1 rpm 2 tpm 3 tpd 4 tpmo 5 maxConcurrent 6 reserve 7 nowMs 8 leaseId 9 leaseExpiryMs 10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 leaseTtlMs
     //       14 tokensOnly (1: the request was counted and holds its lease already; check and reserve tokens only)
+    // Dollar budgets (micro-dollars): KEYS 6 usd(day) 7 usd(month); ARGV 15 usdPerDay 16 usdPerMonth 17 reserveMicroUsd
     private const string AdmitScript = """
         local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
         local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
@@ -22,6 +23,9 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         local tm = tonumber(redis.call('GET', KEYS[2]) or '0')
         local td = tonumber(redis.call('GET', KEYS[3]) or '0')
         local tmo = tonumber(redis.call('GET', KEYS[4]) or '0')
+        local upd = tonumber(ARGV[15]); local upmo = tonumber(ARGV[16]); local ru = tonumber(ARGV[17])
+        local ud = tonumber(redis.call('GET', KEYS[6]) or '0')
+        local umo = tonumber(redis.call('GET', KEYS[7]) or '0')
         redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
         local c = redis.call('ZCARD', KEYS[5])
         local decision = 0
@@ -30,6 +34,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         elseif tpm > 0 and tm + reserve > tpm then decision = 2
         elseif tpd > 0 and td + reserve > tpd then decision = 3
         elseif tpmo > 0 and tmo + reserve > tpmo then decision = 4
+        elseif upd > 0 and ud + ru > upd then decision = 6
+        elseif upmo > 0 and umo + ru > upmo then decision = 7
         end
         if decision == 0 then
           if ARGV[14] ~= '1' then r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
@@ -38,19 +44,25 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             td = redis.call('INCRBY', KEYS[3], reserve); redis.call('PEXPIRE', KEYS[3], ARGV[11])
             tmo = redis.call('INCRBY', KEYS[4], reserve); redis.call('PEXPIRE', KEYS[4], ARGV[12])
           end
+          if ru ~= 0 then
+            ud = redis.call('INCRBY', KEYS[6], ru); redis.call('PEXPIRE', KEYS[6], ARGV[11])
+            umo = redis.call('INCRBY', KEYS[7], ru); redis.call('PEXPIRE', KEYS[7], ARGV[12])
+          end
           if maxc > 0 then
             redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8]); redis.call('PEXPIRE', KEYS[5], ARGV[13])
             c = c + 1
           end
         end
-        return { decision, r, tm, td, tmo, c }
+        return { decision, r, tm, td, tmo, c, ud, umo }
         """;
 
     // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows, else now's)
     //       7-9 tokens(minute/day/month) of now 10 the conversation's context size
     // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 tenant key prefix
     //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month 16 nowMs 17 heldKeyTtlMs
-    //       18 input 19 estimated 20 mark value ("in:out", "~in:out" when estimated) 21 hasConversation
+    //       18 input 19 estimated 20 mark value ("in:out:usd", "~in:out:usd" when estimated) 21 hasConversation
+    // Dollar budgets (micro-dollars): KEYS 11-12 usd(day/month) of the reservation's windows (else now's) 13-14 of now;
+    //       ARGV 22 reservedMicroUsd 23 billedMicroUsd
     // A held reservation is remembered past its timeout (until heldKeyTtl) so that usage first seen after the timeout
     // is known to be covered by the estimate that was kept, and is not charged a second time.
     // The counted mark holds the usage that was counted: a later claim with the real usage of an estimated response
@@ -64,8 +76,14 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             redis.call('INCRBY', tmo, delta); redis.call('PEXPIRE', tmo, ARGV[12])
           end
         end
-        local input = tonumber(ARGV[18]); local output = tonumber(ARGV[5]) - input
-        local first = 1; local corrected = 0; local din = 0; local dout = 0
+        local function addusd(ud, umo, delta)
+          if delta ~= 0 then
+            redis.call('INCRBY', ud, delta); redis.call('PEXPIRE', ud, ARGV[11])
+            redis.call('INCRBY', umo, delta); redis.call('PEXPIRE', umo, ARGV[12])
+          end
+        end
+        local input = tonumber(ARGV[18]); local output = tonumber(ARGV[5]) - input; local cost = tonumber(ARGV[23])
+        local first = 1; local corrected = 0; local din = 0; local dout = 0; local du = 0
         if ARGV[1] == '1' then
           local mark = redis.call('GET', KEYS[1])
           if not mark then
@@ -73,28 +91,34 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
           else
             first = 0
             if ARGV[19] ~= '1' and string.sub(mark, 1, 1) == '~' then
-              local sep = string.find(mark, ':', 1, true)
-              din = input - tonumber(string.sub(mark, 2, sep - 1)); dout = output - tonumber(string.sub(mark, sep + 1))
+              local sep = string.find(mark, ':', 1, true); local sep2 = string.find(mark, ':', sep + 1, true)
+              din = input - tonumber(string.sub(mark, 2, sep - 1))
+              if sep2 then
+                dout = output - tonumber(string.sub(mark, sep + 1, sep2 - 1)); du = cost - tonumber(string.sub(mark, sep2 + 1))
+              else
+                dout = output - tonumber(string.sub(mark, sep + 1))
+              end
               corrected = 1
               redis.call('SET', KEYS[1], ARGV[20], 'PX', ARGV[2])
             end
           end
         end
-        local billed = 0
-        if first == 1 then billed = tonumber(ARGV[5]) end
+        local billed = 0; local billedu = 0
+        if first == 1 then billed = tonumber(ARGV[5]); billedu = cost end
         if ARGV[6] == '1' and ARGV[3] == '1' then
-          redis.call('HSET', KEYS[2], 'r', ARGV[4], 'm', ARGV[13], 'd', ARGV[14], 'mo', ARGV[15], 'until', ARGV[7])
+          redis.call('HSET', KEYS[2], 'r', ARGV[4], 'm', ARGV[13], 'd', ARGV[14], 'mo', ARGV[15], 'until', ARGV[7], 'ru', ARGV[22])
           redis.call('PEXPIRE', KEYS[2], ARGV[17])
         else
           if first == 1 and ARGV[1] == '1' then
-            local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until')
+            local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until', 'ru')
             if held[1] then
               redis.call('DEL', KEYS[2])
               if tonumber(held[5]) > tonumber(ARGV[16]) then
                 local p = ARGV[9]
                 add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], -tonumber(held[1]))
+                addusd(p .. 'ud:' .. held[3], p .. 'umo:' .. held[4], -tonumber(held[6] or '0'))
               else
-                billed = 0
+                billed = 0; billedu = 0
               end
             end
           end
@@ -110,12 +134,19 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             add(KEYS[4], KEYS[5], KEYS[6], -tonumber(ARGV[4]))
             add(KEYS[7], KEYS[8], KEYS[9], charge)
           end
+          -- Dollars have day and month windows only, so a correction's difference of either sign is charged where it is seen.
+          if KEYS[11] == KEYS[13] then
+            addusd(KEYS[13], KEYS[14], billedu + du - tonumber(ARGV[22]))
+          else
+            addusd(KEYS[11], KEYS[12], -tonumber(ARGV[22]))
+            addusd(KEYS[13], KEYS[14], billedu + du)
+          end
         end
         if ARGV[21] == '1' and ARGV[1] == '1' and (first == 1 or corrected == 1) then
           redis.call('SET', KEYS[10], input + output, 'PX', ARGV[2])
         end
         if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end
-        return { first, corrected, din, dout }
+        return { first, corrected, din, dout, du }
         """;
 
     // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever. First writer wins; the owner may lengthen (never shorten) the record.
@@ -144,11 +175,12 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return 0
         """;
 
-    // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases; ARGV: 1 nowMs
+    // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases 6 usd(day) 7 usd(month); ARGV: 1 nowMs
     private const string ReadScript = """
         return { tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(redis.call('GET', KEYS[2]) or '0'),
                  tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0'),
-                 redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf') }
+                 redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf'),
+                 tonumber(redis.call('GET', KEYS[6]) or '0'), tonumber(redis.call('GET', KEYS[7]) or '0') }
         """;
 
     public string Kind => "redis";
@@ -160,16 +192,19 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var prefix = TenantPrefix(request.TenantId);
         var now = w.Now.ToUnixTimeMilliseconds();
         var result = await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
-            [prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases"],
+            [
+                prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases",
+                prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
+            ],
             [
                 limits.RequestsPerMinute, limits.TokensPerMinute, limits.TokensPerDay, limits.TokensPerMonth, limits.MaxConcurrentRequests,
                 request.ReserveTokens, now, request.LeaseId, now + (long)request.LeaseTimeout.TotalMilliseconds,
                 Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl), Ms(request.LeaseTimeout),
-                request.TokensOnly ? "1" : "0",
+                request.TokensOnly ? "1" : "0", request.MicroUsdPerDay, request.MicroUsdPerMonth, request.ReserveMicroUsd,
             ]);
         var values = (RedisResult[])result!;
         return new AdmissionResult(MapDecision((int)values[0]),
-            new QuotaCounters((long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5]));
+            new QuotaCounters((long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6], (long)values[7]));
     }
 
     public async ValueTask<SettleResult> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
@@ -184,13 +219,14 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var now = w.Now.ToUnixTimeMilliseconds();
         var input = request.InputTokens;
         var output = request.BilledTokens - input;
-        var mark = string.Concat(request.Estimated ? "~" : "", Num(input), ":", Num(output));
+        var mark = string.Concat(request.Estimated ? "~" : "", Num(input), ":", Num(output), ":", Num(request.BilledMicroUsd));
         var result = await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
                 prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month),
                 prefix + "ctx:" + (request.ConversationId ?? "-"),
+                prefix + "ud:" + Num(day), prefix + "umo:" + Num(month), prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
             ],
             [
                 request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
@@ -198,9 +234,10 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
                 reservation?.LeaseId ?? "", prefix, Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
                 minute, day, month, now, Ms(request.HoldTimeout + request.ClaimRetention),
                 input, request.Estimated ? "1" : "0", mark, request.ConversationId is null ? "0" : "1",
+                reservation?.ReservedMicroUsd ?? 0, request.BilledMicroUsd,
             ]);
         var values = (RedisResult[])result!;
-        return new SettleResult((int)values[0] == 1, (int)values[1] == 1 ? new UsageCorrection((long)values[2], (long)values[3]) : null);
+        return new SettleResult((int)values[0] == 1, (int)values[1] == 1 ? new UsageCorrection((long)values[2], (long)values[3], (long)values[4]) : null);
     }
 
     public async ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken)
@@ -220,10 +257,13 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     {
         var prefix = TenantPrefix(tenantId);
         var result = await redis.GetDatabase().ScriptEvaluateAsync(ReadScript,
-            [prefix + "r:" + Num(windows.Minute), prefix + "tm:" + Num(windows.Minute), prefix + "td:" + Num(windows.Day), prefix + "tmo:" + Num(windows.Month), prefix + "leases"],
+            [
+                prefix + "r:" + Num(windows.Minute), prefix + "tm:" + Num(windows.Minute), prefix + "td:" + Num(windows.Day), prefix + "tmo:" + Num(windows.Month), prefix + "leases",
+                prefix + "ud:" + Num(windows.Day), prefix + "umo:" + Num(windows.Month),
+            ],
             [windows.Now.ToUnixTimeMilliseconds()]);
         var values = (RedisResult[])result!;
-        return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4]);
+        return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6]);
     }
 
     public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
@@ -249,6 +289,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         3 => AdmissionDecision.TokensPerDay,
         4 => AdmissionDecision.TokensPerMonth,
         5 => AdmissionDecision.Concurrency,
+        6 => AdmissionDecision.UsdPerDay,
+        7 => AdmissionDecision.UsdPerMonth,
         _ => AdmissionDecision.Admitted,
     };
 
@@ -256,7 +298,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 
     private string OwnerKey(string objectId) => string.Concat(keyPrefix, ":own:", objectId);
 
-    /// <summary>Input + output of a counted mark (<c>in:out</c>, <c>~in:out</c> when estimated; <c>1</c> from older versions).</summary>
+    /// <summary>Input + output of a counted mark (<c>in:out:usd</c>, <c>~in:out:usd</c> when estimated; <c>1</c> from older versions).</summary>
     private static long MarkTokens(RedisValue mark)
     {
         if (mark.IsNullOrEmpty)
@@ -266,6 +308,11 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 
         var text = ((string)mark!).AsSpan().TrimStart('~');
         var separator = text.IndexOf(':');
+        if (separator >= 0 && text[(separator + 1)..].IndexOf(':') is var costSeparator and >= 0)
+        {
+            text = text[..(separator + 1 + costSeparator)];
+        }
+
         return separator < 0
             ? (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var total) ? total : 0)
             : (long.TryParse(text[..separator], NumberStyles.Integer, CultureInfo.InvariantCulture, out var input) ? input : 0)

@@ -2,6 +2,7 @@ using Gateway.Configuration;
 using Gateway.Isolation;
 using Gateway.Observability;
 using Gateway.Pipeline;
+using Gateway.Pricing;
 using Gateway.Quotas;
 using Gateway.Routing;
 using Gateway.SharedState;
@@ -21,6 +22,8 @@ internal sealed class UsageAccounting(
     UsageObserverFactory observers,
     GatewayMetrics metrics,
     GatewaySettings settings,
+    PriceBook prices,
+    SpendMetrics spend,
     ILogger<UsageAccounting> usageLogger,
     ILogger<GatewayRequestHandler> pipelineLogger)
 {
@@ -74,12 +77,14 @@ internal sealed class UsageAccounting(
         var retrievable = exchange.Request is not { Store: false, Background: false } || exchange.Route != ApiRouteTable.ResponsesCreate;
         var claimId = source != "none" && responseId is not null && retrievable ? responseId : null;
         var holdId = source == "none" && exchange.Reservation is not null && responseId is not null && IsStillRunning(exchange) ? responseId : null;
+        // Priced by the upstream's model; an estimate of a request the upstream never named falls back to the requested model.
+        var cost = total is null ? null : prices.Cost(usage.Model ?? exchange.Request?.Model, input, cached, output);
         // A turn of a conversation: its usage becomes the conversation's context size, for the next turn's reservation.
         var conversationId = claimId is null ? null : exchange.Request?.ConversationId ?? usage.ConversationId;
         SettleResult settled;
         try
         {
-            settled = await quotas.SettleAsync(exchange, total ?? 0, input ?? 0, source == "estimated", claimId, holdId, conversationId);
+            settled = await quotas.SettleAsync(exchange, total ?? 0, input ?? 0, source == "estimated", claimId, holdId, conversationId, cost);
         }
         catch (Exception ex)
         {
@@ -93,11 +98,16 @@ internal sealed class UsageAccounting(
             // First counted from an estimate (a cut stream); this request saw the real usage: report the difference, once.
             source = "correction";
             (input, output, total) = (correction.InputTokens, correction.OutputTokens, correction.TotalTokens);
+            cost = cost is null ? null : MicroUsd.ToUsd(correction.MicroUsd);
         }
         else if (!settled.First)
         {
             source = "none";
-            (input, cached, output, reasoning, total) = (null, null, null, null, null);
+            (input, cached, output, reasoning, total, cost) = (null, null, null, null, null, null);
+        }
+        else if (total is not null && cost is null)
+        {
+            prices.ReportUnpriced(usage.Model);
         }
 
         if (route == ApiRouteTable.ConversationsDelete && exchange.UpstreamStatus is >= 200 and < 300)
@@ -123,6 +133,14 @@ internal sealed class UsageAccounting(
                 // Counters only grow: a negative correction (the estimate was too high) is in the usage event, not the metric.
                 var isCorrection = source == "correction";
                 metrics.RecordTokens(tenant, endpoint, modelLabel, isCorrection ? Positive(input) : input, cached, isCorrection ? Positive(output) : output, reasoning);
+                if (cost is > 0m)
+                {
+                    spend.RecordCost(tenant, modelLabel, cost.Value);
+                }
+            }
+            else if (IsMissingUsage(exchange, outcome))
+            {
+                metrics.RecordMissingUsage(tenant, endpoint);
             }
         }
         catch (Exception ex)
@@ -134,7 +152,7 @@ internal sealed class UsageAccounting(
         {
             UsageEventLog.Usage(usageLogger, tenant, endpoint, exchange.Request?.Model, usage.Model,
             exchange.Request?.Stream ?? exchange.IsStreamingResponse, exchange.Request?.Background ?? usage.Background ?? false,
-            status, outcomeText, usage.ObjectId ?? exchange.PathId, input, cached, output, reasoning, total, source,
+            status, outcomeText, usage.ObjectId ?? exchange.PathId, input, cached, output, reasoning, total, cost, source,
             Math.Round(duration.TotalMilliseconds, 3), ttfb is null ? null : Math.Round(ttfb.Value, 3),
             exchange.RequestId, exchange.UpstreamRequestId, request.Method, request.Path.Value ?? "");
         }
@@ -234,6 +252,12 @@ internal sealed class UsageAccounting(
         && outcome is Outcome.ClientAborted or Outcome.UpstreamError or Outcome.Failed or Outcome.GatewayError
         && (exchange.IsStreamingResponse || outcome == Outcome.ClientAborted)
         && (exchange.UpstreamStatus is 0 or (>= 200 and < 300));
+
+    /// <summary>A generating request the upstream answered successfully, in the foreground, without any usage: unbillable traffic.</summary>
+    private static bool IsMissingUsage(GatewayExchange exchange, Outcome outcome) =>
+        exchange.Route is { Generates: true } && exchange.Forwarded && exchange.Request is { Background: false }
+        && !exchange.Usage.HasUsage && outcome is Outcome.Completed or Outcome.Incomplete
+        && exchange.UpstreamStatus is >= 200 and < 300;
 
     private static bool IsStillRunning(GatewayExchange exchange) =>
         exchange.Request is { Background: true } && exchange.Usage.ResponseStatus is null or "queued" or "in_progress";

@@ -29,6 +29,7 @@ internal static partial class UsageEventLog
         long? OutputTokens,
         long? ReasoningTokens,
         long? TotalTokens,
+        decimal? CostUsd,
         string UsageSource,
         double DurationMs,
         double? TimeToFirstByteMs,

@@ -76,10 +76,11 @@ public sealed partial class RedisKeyLayoutTests
             Assert.True(match.Success, $"unexpected key {k}");
             return match.Groups["kind"].Value;
         }).ToHashSet();
-        Assert.Equal(["counted", "ctx", "held", "leases", "r", "td", "tm", "tmo"], kinds.Order(StringComparer.Ordinal));
+        // ud/umo: dollars spent per day/month (micro-dollars), counted for every tenant like its tokens.
+        Assert.Equal(["counted", "ctx", "held", "leases", "r", "td", "tm", "tmo", "ud", "umo"], kinds.Order(StringComparer.Ordinal));
         Assert.Single(tenantA.Select(k => connection.HashSlot(k)).Distinct());                         // one cluster slot per tenant
         // tenant-b has no token limits or concurrency cap: no leases and nothing held, but its real usage is still counted.
-        Assert.Equal(["counted", "r", "td", "tm", "tmo"], tenantB.Select(k => TenantKey().Match(k).Groups["kind"].Value).Distinct().Order(StringComparer.Ordinal));
+        Assert.Equal(["counted", "r", "td", "tm", "tmo", "ud", "umo"], tenantB.Select(k => TenantKey().Match(k).Groups["kind"].Value).Distinct().Order(StringComparer.Ordinal));
         Assert.NotEmpty(owners);
 
         foreach (var key in keys)
@@ -96,7 +97,8 @@ public sealed partial class RedisKeyLayoutTests
             var max = kind switch
             {
                 "r" or "tm" => TimeSpan.FromMinutes(3),
-                "td" => TimeSpan.FromDays(2),
+                "td" or "ud" => TimeSpan.FromDays(2),
+                "umo" => TimeSpan.FromDays(63),
                 "tmo" => TimeSpan.FromDays(63),
                 "leases" => TimeSpan.FromMinutes(15),   // ConcurrencyLeaseTimeout
                 "held" => TimeSpan.FromHours(1) + TimeSpan.FromDays(45), // BackgroundReservationTimeout, then kept as a tombstone for Retention
@@ -109,6 +111,6 @@ public sealed partial class RedisKeyLayoutTests
         await DrainAsync(inFlight);
     }
 
-    [GeneratedRegex(@"^llmgw:\{t:tenant-[ab]\}:(?<kind>r|tm|td|tmo|leases|counted|held|ctx)(:.+)?$")]
+    [GeneratedRegex(@"^llmgw:\{t:tenant-[ab]\}:(?<kind>r|tm|td|tmo|ud|umo|leases|counted|held|ctx)(:.+)?$")]
     private static partial Regex TenantKey();
 }

@@ -10,7 +10,7 @@ internal static class UsageEvents
     public static readonly string[] Properties =
     [
         "Tenant", "Endpoint", "RequestedModel", "Model", "Stream", "Background", "StatusCode", "Outcome", "ResponseId",
-        "InputTokens", "CachedInputTokens", "OutputTokens", "ReasoningTokens", "TotalTokens", "UsageSource",
+        "InputTokens", "CachedInputTokens", "OutputTokens", "ReasoningTokens", "TotalTokens", "CostUsd", "UsageSource",
         "DurationMs", "TimeToFirstByteMs", "RequestId", "UpstreamRequestId", "Method", "Path",
     ];
 
