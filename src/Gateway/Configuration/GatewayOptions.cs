@@ -17,6 +17,11 @@ internal sealed class GatewayOptions
     public IsolationOptions Isolation { get; init; } = new();
 
     public ShutdownOptions Shutdown { get; init; } = new();
+
+    /// <summary>The upstream pool by name (docs/upstreams.md); when empty, <see cref="Upstream"/> is the one upstream, named "default".</summary>
+    public Dictionary<string, PoolUpstreamOptions> Upstreams { get; init; } = new(StringComparer.Ordinal);
+
+    public RoutingOptions Routing { get; init; } = new();
 }
 
 internal sealed class UpstreamOptions
