@@ -59,6 +59,12 @@ internal static class FakeApp
         context.Features.Set(fake);
         state.Recorder.Record(context, body);
 
+        if (state.Mode is { Kind: not FakeUpstreamModeKind.Normal } mode)
+        {
+            await FaultInjection.ApplyModeAsync(context, mode, state.Stopping);
+            return;
+        }
+
         if (directives.FirstByteDelayMs > 0 && !await FaultInjection.DelayFirstByteAsync(context, directives.FirstByteDelayMs))
         {
             return;
