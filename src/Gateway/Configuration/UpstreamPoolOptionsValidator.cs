@@ -25,6 +25,16 @@ internal static class UpstreamPoolOptionsValidator
             ValidateUpstream(key, upstream, configuration, failures);
         }
 
+        // The binder silently drops a dictionary entry with a value it cannot convert (a duration, number or
+        // AuthHeader typo): the upstream would just be missing from the pool. Bind such an entry alone to name the key.
+        foreach (var section in configuration.GetSection("Gateway:Upstreams").GetChildren())
+        {
+            if (!options.Upstreams.ContainsKey(section.Key))
+            {
+                failures.Add(DescribeUnbindable(section));
+            }
+        }
+
         var routing = options.Routing;
         if (routing.MaxAttempts < 1)
         {
@@ -40,6 +50,20 @@ internal static class UpstreamPoolOptionsValidator
         {
             failures.Add("Gateway:Routing:FailuresBeforeCooldown must be 1 or more.");
         }
+    }
+
+    private static string DescribeUnbindable(IConfigurationSection section)
+    {
+        try
+        {
+            section.Bind(new PoolUpstreamOptions());
+        }
+        catch (InvalidOperationException ex)
+        {
+            return $"{ex.Message} {ex.InnerException?.Message}".TrimEnd() + $" Fix it, or Gateway:Upstreams:{section.Key} stays out of the pool.";
+        }
+
+        return $"Gateway:Upstreams:{section.Key} could not be read; give it BaseUrl and a key (see docs/upstreams.md).";
     }
 
     private static void ValidateUpstream(string key, PoolUpstreamOptions upstream, IConfiguration configuration, List<string> failures)
