@@ -28,6 +28,9 @@ internal static class FakeApp
 
             return next(context);
         });
+
+        // Route after the rewrite above (the implicit UseRouting would run first and miss /openai/v1/... endpoints).
+        app.UseRouting();
         app.Use((context, next) => context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal)
             ? InvokeOpenAiAsync(context, next, state)
             : next(context));

@@ -14,12 +14,14 @@ namespace Gateway.Tests.Upstreams;
 internal sealed class PoolTestKit : IDisposable
 {
     private readonly ServiceProvider _services;
+    private readonly ReplaceableConfigurationSource _source;
     private readonly MeterListener _listener = new();
     private readonly ConcurrentDictionary<string, long> _measurements = new();
 
     public PoolTestKit(Dictionary<string, string?> configuration, int seed = 12345)
     {
-        Configuration = new ConfigurationBuilder().AddInMemoryCollection(configuration).Build();
+        _source = new ReplaceableConfigurationSource(configuration);
+        Configuration = new ConfigurationBuilder().Add(_source).Build();
         Settings = new GatewaySettings(Configuration, new GatewayOptionsValidator(Configuration), NullLogger<GatewaySettings>.Instance);
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         StartListening();
@@ -70,6 +72,9 @@ internal sealed class PoolTestKit : IDisposable
 
         return config;
     }
+
+    /// <summary>Swaps the whole configuration, as an edited file would, and signals the reload.</summary>
+    public void ReplaceConfiguration(Dictionary<string, string?> configuration) => _source.Provider.Replace(configuration);
 
     /// <summary>Reports <paramref name="outcome"/> for one attempt at <paramref name="upstream"/>, as the request path will.</summary>
     public void Report(string upstream, string? model, UpstreamAttemptOutcome outcome)
@@ -173,5 +178,23 @@ internal sealed class FakeEntraCredential : Azure.Core.TokenCredential
         }
 
         return ValueTask.FromResult(new Azure.Core.AccessToken($"entra-token-{n}", Clock.GetUtcNow() + Lifetime));
+    }
+}
+
+internal sealed class ReplaceableConfigurationSource(Dictionary<string, string?> initial) : IConfigurationSource
+{
+    public ReplaceableConfigurationProvider Provider { get; } = new(initial);
+
+    public IConfigurationProvider Build(IConfigurationBuilder builder) => Provider;
+}
+
+internal sealed class ReplaceableConfigurationProvider : ConfigurationProvider
+{
+    public ReplaceableConfigurationProvider(Dictionary<string, string?> initial) => Data = new Dictionary<string, string?>(initial, StringComparer.OrdinalIgnoreCase);
+
+    public void Replace(Dictionary<string, string?> configuration)
+    {
+        Data = new Dictionary<string, string?>(configuration, StringComparer.OrdinalIgnoreCase);
+        OnReload();
     }
 }

@@ -102,8 +102,7 @@ public sealed class UpstreamPoolValidationTests
         var config = PoolTestKit.Config(["a", "b"]);
         using var kit = new PoolTestKit(config);
 
-        kit.Configuration["Gateway:Upstreams:b:Weight"] = "0";
-        kit.Configuration.Reload();
+        kit.ReplaceConfiguration(PoolTestKit.Config(["a", "b"], ("Gateway:Upstreams:b:Weight", "0")));
 
         Assert.Equal(1, kit.Settings.Current.Upstreams["b"].Weight);
         Assert.Equal(["a", "b"], kit.Pool.Current.Upstreams.Select(u => u.Name));
