@@ -78,7 +78,8 @@ internal static class AdminEndpoints
 
             if (mode is null)
             {
-                await OpenAiWire.WriteErrorAsync(context, 400, "mode must be normal, fail, throttle, hang or stop", "invalid_request_error", "mode", null);
+                context.Response.StatusCode = StatusCodes.Status400BadRequest;
+                await WriteJsonAsync(context, """{"error":{"message":"mode must be normal, fail, throttle, hang or stop","type":"invalid_request_error","param":"mode","code":null}}"""u8.ToArray());
                 return;
             }
 
