@@ -17,7 +17,8 @@ internal readonly record struct UpstreamAttemptOutcome(int StatusCode, UpstreamT
         : StatusCode switch
         {
             429 => UpstreamOutcomeKind.RateLimited,
-            401 or 403 => UpstreamOutcomeKind.AuthFailure,
+            401 => UpstreamOutcomeKind.AuthFailure,
+            403 => UpstreamOutcomeKind.Forbidden,
             >= 500 => UpstreamOutcomeKind.Unavailable,
             _ => UpstreamOutcomeKind.Answered,
         };
@@ -56,6 +57,10 @@ internal enum UpstreamOutcomeKind
     /// <summary>5xx, connect failure or timeout before headers: counts toward cooling the whole upstream.</summary>
     Unavailable,
 
-    /// <summary>401/403: our key for that upstream is wrong or revoked.</summary>
+    /// <summary>401: our key for that upstream is wrong or revoked.</summary>
     AuthFailure,
+
+    /// <summary>403: our identity may not use that model there (also a missing Azure role). Per model, because a
+    /// tenant can provoke it with a model the key may not use, and must not take the upstream away from everyone.</summary>
+    Forbidden,
 }

@@ -25,7 +25,7 @@ internal static class UpstreamFailoverPolicy
         return kind switch
         {
             // The tenant never sees an upstream's auth message: it is about our key, not theirs.
-            UpstreamOutcomeKind.AuthFailure => FailoverAction.AnswerBadGateway,
+            UpstreamOutcomeKind.AuthFailure or UpstreamOutcomeKind.Forbidden => FailoverAction.AnswerBadGateway,
             UpstreamOutcomeKind.Unavailable when outcome.TransportFailure == UpstreamTransportFailure.Timeout => FailoverAction.AnswerGatewayTimeout,
             UpstreamOutcomeKind.Unavailable when outcome.TransportFailure == UpstreamTransportFailure.ConnectFailure => FailoverAction.AnswerBadGateway,
             // Several candidates and at least one was rate limited: our 429 with the soonest recovery.

@@ -133,6 +133,14 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
 
                     break;
 
+                case UpstreamOutcomeKind.Forbidden:
+                    state.ByModel[attempt.Model] = new Cooldown(now + routing.CooldownWithoutHint, "auth");
+                    PruneExpired(state, now);
+                    state.Refresh();
+                    metrics.RecordCooldown(attempt.Upstream, "auth");
+                    UpstreamLog.AuthFailed(logger, attempt.Upstream, outcome.StatusCode, routing.CooldownWithoutHint.TotalSeconds);
+                    break;
+
                 case UpstreamOutcomeKind.RateLimited:
                     var wait = outcome.RetryHint ?? routing.CooldownWithoutHint;
                     if (state.Whole is { } whole && now >= whole.Until)
@@ -141,6 +149,7 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
                     }
 
                     state.ByModel[attempt.Model] = new Cooldown(now + wait, "rate_limit");
+                    PruneExpired(state, now);
                     state.Refresh();
                     metrics.RecordCooldown(attempt.Upstream, "rate_limit");
                     UpstreamLog.CoolingDown(logger, attempt.Upstream, attempt.Model, "rate_limit", wait.TotalSeconds);
@@ -188,6 +197,23 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
             foreach (var cooldown in state.Applicable(attempt.Model))
             {
                 cooldown.ProbeUntil = null;
+            }
+        }
+    }
+
+    /// <summary>Model names come from tenants: past a few entries, drop expired ones so the map cannot grow without bound.</summary>
+    private static void PruneExpired(UpstreamState state, DateTimeOffset now)
+    {
+        if (state.ByModel.Count <= 32)
+        {
+            return;
+        }
+
+        foreach (var (model, cooldown) in state.ByModel)
+        {
+            if (now >= cooldown.Until && (cooldown.ProbeUntil is null || now >= cooldown.ProbeUntil))
+            {
+                state.ByModel.Remove(model);
             }
         }
     }

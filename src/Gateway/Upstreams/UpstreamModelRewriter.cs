@@ -56,15 +56,14 @@ internal static class UpstreamModelRewriter
             {
                 var isModel = reader.ValueTextEquals("model"u8);
                 reader.Read();
-                if (isModel && reader.TokenType == JsonTokenType.String)
+                if (isModel)
                 {
-                    start = (int)reader.TokenStartIndex;
-                    length = (int)reader.BytesConsumed - start;
+                    // The last "model" is the effective one whatever its type; a non-string one is left for the upstream to refuse.
+                    start = reader.TokenType == JsonTokenType.String ? (int)reader.TokenStartIndex : -1;
+                    length = start >= 0 ? (int)reader.BytesConsumed - start : 0;
                 }
-                else
-                {
-                    reader.Skip();
-                }
+
+                reader.Skip();
             }
         }
         catch (JsonException)

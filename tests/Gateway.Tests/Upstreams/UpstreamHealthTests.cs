@@ -109,6 +109,41 @@ public sealed class UpstreamHealthTests
     }
 
     [Fact]
+    public void Forbidden_CoolsOnlyThatModel_UpstreamStaysAvailableToOthers()
+    {
+        // A tenant asking for a model our key may not use must not take the upstream away from everyone.
+        using var kit = new PoolTestKit(PoolTestKit.Config(["a", "b"]));
+
+        kit.Report("a", "o1-pro", UpstreamAttemptOutcome.Answered(403));
+
+        Assert.True(kit.Health.IsUsable("a"));
+        Assert.True(kit.Health.Availability("a", "gpt-4o").IsAvailable);
+        Assert.False(kit.Health.Availability("a", "o1-pro").IsAvailable);
+        Assert.Equal(LogLevel.Error, Assert.Single(kit.Log.Named("UpstreamAuthFailed")).Level);
+    }
+
+    [Fact]
+    public async Task HalfOpen_ManyConcurrentRequests_ExactlyOneProbe()
+    {
+        using var kit = new PoolTestKit(PoolTestKit.Config(["a", "b"]));
+        var a = kit.Pool.Current.Find("a")!;
+        kit.Report("a", "gpt-4o", UpstreamAttemptOutcome.Answered(429, TimeSpan.FromSeconds(1)));
+        kit.Time.Advance(TimeSpan.FromSeconds(1));
+
+        using var start = new ManualResetEventSlim();
+        var racers = Enumerable.Range(0, 64).Select(_ => Task.Run(() =>
+        {
+            start.Wait();
+            return kit.Health.TryBeginAttempt(a, "gpt-4o");
+        })).ToList();
+        start.Set();
+        var attempts = await Task.WhenAll(racers);
+
+        Assert.Single(attempts, attempt => attempt is not null);
+        Assert.True(attempts.Single(attempt => attempt is not null)!.IsProbe);
+    }
+
+    [Fact]
     public void AbandonedProbe_NextRequestMayProbe()
     {
         using var kit = new PoolTestKit(PoolTestKit.Config(["a", "b"]));
@@ -142,7 +177,7 @@ public sealed class UpstreamHealthTests
         using var kit = new PoolTestKit(PoolTestKit.Config(["a", "b"]));
         kit.Report("a", "gpt-4o", UpstreamAttemptOutcome.Answered(200));
         kit.Report("a", "gpt-4o", UpstreamAttemptOutcome.Answered(429));
-        kit.Report("b", "gpt-4o", UpstreamAttemptOutcome.Answered(403));
+        kit.Report("b", "gpt-4o", UpstreamAttemptOutcome.Answered(401));
         kit.Report("b", "gpt-4o", UpstreamAttemptOutcome.ConnectFailed); // still let through (forced), counted
 
         var requests = kit.Measure("gateway.upstream.requests");

@@ -37,6 +37,7 @@ public sealed class UpstreamModelRewriterTests
     [InlineData("not json")]
     [InlineData("{\"model\":\"mini-ptu\"}")]
     [InlineData("{\"model\":\"x\",")]
+    [InlineData("{\"model\":\"gpt-4.1-mini\",\"model\":42}")]
     public void Rewrite_NothingToRewrite_BodyUntouched(string body)
     {
         using var pooled = Pooled(body);

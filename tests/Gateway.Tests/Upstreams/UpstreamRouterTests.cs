@@ -124,7 +124,7 @@ public sealed class UpstreamRouterTests
     public void IsAnyUsable_EveryUpstreamCoolingAsAWhole_FalseUntilOneRecovers()
     {
         using var kit = new PoolTestKit(PoolTestKit.Config(["a", "b"]));
-        kit.Report("a", null, UpstreamAttemptOutcome.Answered(403));
+        kit.Report("a", null, UpstreamAttemptOutcome.Answered(401));
         Assert.True(kit.Router.IsAnyUsable());
 
         kit.Report("b", null, UpstreamAttemptOutcome.Answered(401));
