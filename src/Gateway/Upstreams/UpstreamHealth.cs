@@ -134,7 +134,7 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
                     break;
 
                 case UpstreamOutcomeKind.Forbidden:
-                    state.ByModel[attempt.Model] = new Cooldown(now + routing.CooldownWithoutHint, "auth");
+                    state.ByModel[attempt.Model] = new Cooldown(now + routing.CooldownWithoutHint);
                     PruneExpired(state, now);
                     state.Refresh();
                     metrics.RecordCooldown(attempt.Upstream, "auth");
@@ -148,7 +148,7 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
                         state.Whole = null; // it answered, so it is reachable and our key works: only the model is out
                     }
 
-                    state.ByModel[attempt.Model] = new Cooldown(now + wait, "rate_limit");
+                    state.ByModel[attempt.Model] = new Cooldown(now + wait);
                     PruneExpired(state, now);
                     state.Refresh();
                     metrics.RecordCooldown(attempt.Upstream, "rate_limit");
@@ -162,7 +162,7 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
                     {
                         state.ConsecutiveFailures = 0;
                         var cool = outcome.RetryHint ?? routing.CooldownWithoutHint;
-                        state.Whole = new Cooldown(now + cool, "failures");
+                        state.Whole = new Cooldown(now + cool);
                         state.Refresh();
                         metrics.RecordCooldown(attempt.Upstream, "failures");
                         UpstreamLog.CoolingDown(logger, attempt.Upstream, "*", "failures", cool.TotalSeconds);
@@ -175,7 +175,7 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
                     break;
 
                 case UpstreamOutcomeKind.AuthFailure:
-                    state.Whole = new Cooldown(now + routing.CooldownWithoutHint, "auth");
+                    state.Whole = new Cooldown(now + routing.CooldownWithoutHint);
                     state.Refresh();
                     metrics.RecordCooldown(attempt.Upstream, "auth");
                     UpstreamLog.AuthFailed(logger, attempt.Upstream, outcome.StatusCode, routing.CooldownWithoutHint.TotalSeconds);
@@ -250,11 +250,9 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
         }
     }
 
-    private sealed class Cooldown(DateTimeOffset until, string reason)
+    private sealed class Cooldown(DateTimeOffset until)
     {
         public DateTimeOffset Until { get; } = until;
-
-        public string Reason { get; } = reason;
 
         /// <summary>Set while a probe request is out after <see cref="Until"/>; others skip the upstream until then.</summary>
         public DateTimeOffset? ProbeUntil { get; set; }

@@ -94,12 +94,12 @@ internal sealed class UpstreamPool : IDisposable
         List<PoolUpstream> upstreams;
         if (options.Upstreams.Count == 0)
         {
-            upstreams = [FromSingleUpstream(options.Upstream, TransportFor(TransportKey.From(options.Upstream)))];
+            upstreams = [FromSingleUpstream(options.Upstream, TransportFor(TransportKey.From(DefaultUpstreamName, options.Upstream)))];
         }
         else
         {
             upstreams = options.Upstreams
-                .Select(pair => FromPoolEntry(pair.Key, pair.Value, TransportFor(TransportKey.From(pair.Value))))
+                .Select(pair => FromPoolEntry(pair.Key, pair.Value, TransportFor(TransportKey.From(pair.Key, pair.Value))))
                 .ToList();
         }
 

@@ -37,12 +37,13 @@ internal sealed record UpstreamTransport(HttpMessageInvoker Invoker, ForwarderRe
     }
 }
 
-/// <summary>What a connection pool depends on: equal keys share one pool across reloads.</summary>
-internal sealed record TransportKey(string BaseUrl, TimeSpan ActivityTimeout, TimeSpan ConnectTimeout, string HttpVersion, bool UseSystemProxy)
+/// <summary>What an upstream's connection pool depends on: an upstream whose key is unchanged by a reload keeps its pool.</summary>
+/// <param name="Upstream">Part of the key so each upstream has a pool of its own, even beside another with the same address.</param>
+internal sealed record TransportKey(string Upstream, string BaseUrl, TimeSpan ActivityTimeout, TimeSpan ConnectTimeout, string HttpVersion, bool UseSystemProxy)
 {
-    public static TransportKey From(PoolUpstreamOptions options) =>
-        new(options.BaseUrl!.TrimEnd('/'), options.ActivityTimeout, options.ConnectTimeout, options.HttpVersion, options.UseSystemProxy);
+    public static TransportKey From(string upstream, PoolUpstreamOptions options) =>
+        new(upstream, options.BaseUrl!.TrimEnd('/'), options.ActivityTimeout, options.ConnectTimeout, options.HttpVersion, options.UseSystemProxy);
 
-    public static TransportKey From(UpstreamOptions options) =>
-        new(options.BaseUrl.TrimEnd('/'), options.ActivityTimeout, options.ConnectTimeout, options.HttpVersion, options.UseSystemProxy);
+    public static TransportKey From(string upstream, UpstreamOptions options) =>
+        new(upstream, options.BaseUrl.TrimEnd('/'), options.ActivityTimeout, options.ConnectTimeout, options.HttpVersion, options.UseSystemProxy);
 }

@@ -67,6 +67,7 @@ public sealed class UpstreamPoolTests : IAsyncLifetime
         Assert.Equal(5, after.Find("east")!.Weight);
         Assert.Equal(1, before.Find("east")!.Weight);
         Assert.Same(before.Find("east")!.Transport, after.Find("east")!.Transport); // connection pool kept across the re-weighting
+        Assert.NotSame(before.Find("east")!.Transport.Invoker, before.Find("west")!.Transport.Invoker);
         Assert.Equal(UpstreamChoiceKind.PinnedUpstreamGone, kit.Router.Choose("gpt-4.1-mini", "west").Kind);
 
         // A request that took the old snapshot finishes its attempts on it.
