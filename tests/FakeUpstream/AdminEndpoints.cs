@@ -54,6 +54,39 @@ internal static class AdminEndpoints
             return Task.CompletedTask;
         });
 
+        app.MapPost("/_fake/mode", async context =>
+        {
+            using var document = await System.Text.Json.JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted);
+            var root = document.RootElement;
+            var name = root.TryGetProperty("mode", out var m) ? m.GetString() : null;
+            int? Int(string property) => root.TryGetProperty(property, out var value) && value.TryGetInt32(out var n) ? n : null;
+            FakeUpstreamMode? mode = name switch
+            {
+                "normal" => FakeUpstreamMode.Normal,
+                "fail" => FakeUpstreamMode.Fail(Int("status") ?? 500),
+                "throttle" => FakeUpstreamMode.Throttle(Int("retryAfter"), Int("retryAfterMs")),
+                "hang" => FakeUpstreamMode.Hang,
+                _ => null,
+            };
+            if (name == "stop" && state.StopListening is { } stop)
+            {
+                context.Response.StatusCode = StatusCodes.Status204NoContent;
+                await context.Response.CompleteAsync();
+                _ = Task.Run(stop);
+                return;
+            }
+
+            if (mode is null)
+            {
+                context.Response.StatusCode = StatusCodes.Status400BadRequest;
+                await WriteJsonAsync(context, """{"error":{"message":"mode must be normal, fail, throttle, hang or stop","type":"invalid_request_error","param":"mode","code":null}}"""u8.ToArray());
+                return;
+            }
+
+            state.Mode = mode;
+            context.Response.StatusCode = StatusCodes.Status204NoContent;
+        });
+
         app.MapGet("/_fake/ledger", context => WriteJsonAsync(context, Json.Serialize(state.Ledger, static (w, ledger) =>
         {
             w.WriteStartObject();

@@ -28,6 +28,9 @@ internal static class FakeApp
 
             return next(context);
         });
+
+        // Route after the rewrite above (the implicit UseRouting would run first and miss /openai/v1/... endpoints).
+        app.UseRouting();
         app.Use((context, next) => context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal)
             ? InvokeOpenAiAsync(context, next, state)
             : next(context));
@@ -58,6 +61,12 @@ internal static class FakeApp
         var fake = new FakeRequest(state, directives, start, body);
         context.Features.Set(fake);
         state.Recorder.Record(context, body);
+
+        if (state.Mode is { Kind: not FakeUpstreamModeKind.Normal } mode)
+        {
+            await FaultInjection.ApplyModeAsync(context, mode, state.Stopping);
+            return;
+        }
 
         if (directives.FirstByteDelayMs > 0 && !await FaultInjection.DelayFirstByteAsync(context, directives.FirstByteDelayMs))
         {

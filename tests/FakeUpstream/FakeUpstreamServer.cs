@@ -56,10 +56,28 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         var app = builder.Build();
         var state = new FakeUpstreamState(settings);
         FakeApp.Map(app, state);
+        state.StopListening = () => app.StopAsync();
         await app.StartAsync(ct);
 
         var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
         return new FakeUpstreamServer(app, state, new Uri(address.TrimEnd('/') + "/"));
+    }
+
+    /// <summary>Makes every later /v1 request fail, throttle, hang or behave normally, whatever its headers say.</summary>
+    public void SetMode(FakeUpstreamMode mode) => _state.Mode = mode;
+
+    /// <summary>Closes the listener: later connections are refused (an upstream that went away).</summary>
+    public async Task StopListeningAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await _app.StopAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // Remaining connections were aborted.
+        }
     }
 
     public void ClearRequests() => _state.Recorder.Clear();

@@ -29,6 +29,12 @@ internal sealed class FakeUpstreamState
 
     public ReplayCatalog Replays { get; }
 
+    /// <summary>Instance-wide behaviour (<see cref="FakeUpstreamMode"/>), independent of request headers.</summary>
+    public FakeUpstreamMode Mode { get; set; } = FakeUpstreamMode.Normal;
+
+    /// <summary>Set by the host: stops listening (the <c>stop</c> mode of <c>POST /_fake/mode</c>).</summary>
+    public Func<Task>? StopListening { get; set; }
+
     /// <summary>Signalled when the host starts shutting down (ends parked streams and delays).</summary>
     public CancellationToken Stopping { get; set; }
 

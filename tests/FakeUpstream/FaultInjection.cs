@@ -63,6 +63,9 @@ internal sealed class FakeDirectives
         BackgroundMs = Int(headers, "x-fake-background-ms") ?? 0,
     };
 
+    /// <summary>Directives of an instance-wide mode: just the status and retry-after.</summary>
+    public static FakeDirectives ForStatus(int status, int? retryAfterSeconds) => new() { Status = status, RetryAfterSeconds = retryAfterSeconds };
+
     private static string? Text(IHeaderDictionary headers, string name)
     {
         var value = headers[name];
@@ -104,6 +107,33 @@ internal static class FaultInjection
         {
             return false;
         }
+    }
+
+    /// <summary>Fails, throttles or hangs as the instance's <see cref="FakeUpstreamMode"/> says.</summary>
+    public static async Task ApplyModeAsync(HttpContext context, FakeUpstreamMode mode, CancellationToken stopping)
+    {
+        if (mode.Kind == FakeUpstreamModeKind.Hang)
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopping);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, linked.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                context.Abort(); // never a header, even at shutdown
+            }
+
+            return;
+        }
+
+        if (mode.RetryAfterMs is { } retryAfterMs)
+        {
+            context.Response.Headers["retry-after-ms"] = retryAfterMs.ToString(CultureInfo.InvariantCulture);
+        }
+
+        var status = mode.Kind == FakeUpstreamModeKind.Throttle ? 429 : mode.Status;
+        await WriteInjectedErrorAsync(context, FakeDirectives.ForStatus(status, mode.RetryAfterSeconds));
     }
 
     /// <summary>Answers <c>x-fake-status</c> with the OpenAI error envelope; defaults mirror what the real API sends for that status.</summary>

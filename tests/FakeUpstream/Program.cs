@@ -43,7 +43,8 @@ internal static class FakeUpstreamProgram
 
         FakeApp.ConfigureBuilder(builder);
         var app = builder.Build();
-        FakeApp.Map(app, new FakeUpstreamState(settings));
+        var state = new FakeUpstreamState(settings) { StopListening = () => app.StopAsync() };
+        FakeApp.Map(app, state);
         await app.RunAsync();
         return 0;
     }

@@ -24,6 +24,11 @@ internal sealed class GatewayOptions
 
     /// <summary>The price file and per-model overrides (docs/usage-events.md#cost).</summary>
     public PricingOptions Pricing { get; init; } = new();
+
+    /// <summary>The upstream pool by name (docs/upstreams.md); when empty, <see cref="Upstream"/> is the one upstream, named "default".</summary>
+    public Dictionary<string, PoolUpstreamOptions> Upstreams { get; init; } = new(StringComparer.Ordinal);
+
+    public RoutingOptions Routing { get; init; } = new();
 }
 
 internal sealed class UpstreamOptions

@@ -14,6 +14,7 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
     {
         var failures = new List<string>();
         ValidateUpstream(options.Upstream, failures);
+        UpstreamPoolOptionsValidator.Validate(options, configuration, failures);
 
         if (options.Limits.MaxRequestBodyBytes <= 0)
         {

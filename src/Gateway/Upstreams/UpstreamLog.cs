@@ -1,0 +1,29 @@
+namespace Gateway.Upstreams;
+
+/// <summary>Events 8100–8119. Never log a key, token or body here.</summary>
+internal static partial class UpstreamLog
+{
+    [LoggerMessage(EventId = 8300, EventName = "UpstreamCoolingDown", Level = LogLevel.Warning,
+        Message = "Upstream {Upstream} cooling down for model {Model} ({Reason}) for {CooldownSeconds} s")]
+    public static partial void CoolingDown(ILogger logger, string upstream, string model, string reason, double cooldownSeconds);
+
+    [LoggerMessage(EventId = 8301, EventName = "UpstreamRecovered", Level = LogLevel.Information,
+        Message = "Upstream {Upstream} recovered (model {Model})")]
+    public static partial void Recovered(ILogger logger, string upstream, string model);
+
+    [LoggerMessage(EventId = 8302, EventName = "UpstreamAuthRejected", Level = LogLevel.Error,
+        Message = "Upstream {Upstream} refused our credentials ({StatusCode}); cooling it for {CooldownSeconds} s. Check its key or identity")]
+    public static partial void AuthFailed(ILogger logger, string upstream, int statusCode, double cooldownSeconds);
+
+    [LoggerMessage(EventId = 8303, EventName = "UpstreamSettingIgnored", Level = LogLevel.Warning,
+        Message = "Gateway:Upstreams has {UpstreamCount} upstreams, so Gateway:Upstream is not used")]
+    public static partial void SingleUpstreamIgnored(ILogger logger, int upstreamCount);
+
+    [LoggerMessage(EventId = 8304, EventName = "UpstreamPoolReloaded", Level = LogLevel.Information,
+        Message = "Upstream pool rebuilt: {UpstreamCount} upstreams")]
+    public static partial void PoolReloaded(ILogger logger, int upstreamCount);
+
+    [LoggerMessage(EventId = 8305, EventName = "UpstreamKeyFileUnreadable", Level = LogLevel.Error,
+        Message = "Key file {Path} of upstream {Upstream} could not be read ({Reason}); keeping the previous key")]
+    public static partial void KeyFileUnreadable(ILogger logger, string upstream, string path, string reason);
+}
