@@ -12,7 +12,8 @@ namespace Gateway.Reporting;
 /// </summary>
 internal sealed class UsageLineParser(bool needTimestamp)
 {
-    private readonly Dictionary<string, string> _strings = new(StringComparer.Ordinal);
+    // Seeded with the literal the report substitutes for a missing upstream, so that "default" read from a line is the same instance.
+    private readonly Dictionary<string, string> _strings = new(StringComparer.Ordinal) { [UsageReport.DefaultUpstream] = UsageReport.DefaultUpstream };
     private readonly char[] _chars = new char[512];
 
     public bool TryParse(ReadOnlySpan<byte> line, out UsageRecord record)

@@ -78,7 +78,8 @@ public sealed class MonitoringPackTests
         {
             c["Gateway:Metrics:Port"] = metricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
             c["Gateway:Tenants:tenant-a:Limits:TokensPerDay"] = "100000";
-            c["Gateway:Tenants:tenant-b:Limits:UsdPerMonth"] = "1000";
+            // A dollar budget too (tenant-b stays without one: it may use an unpriced model, which the unpriced alert must see).
+            c["Gateway:Tenants:tenant-a:Limits:UsdPerMonth"] = "1000";
             // A Redis nobody listens on: the quota store fails (and falls back to memory), as the store alert must notice.
             c["ConnectionStrings:Redis"] = $"127.0.0.1:{deadPort},connectTimeout=200";
             c["Gateway:Isolation:UnknownIds"] = "Allow";
@@ -178,6 +179,7 @@ public sealed class MonitoringPackTests
             Content = new StringContent("""{"model":"gpt-9-unpriced","input":"u"}""", System.Text.Encoding.UTF8, "application/json"),
         };
         using var answer = await b.SendAsync(unpriced);
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
         using var body = JsonDocument.Parse(await answer.Content.ReadAsStringAsync());
         return body.RootElement.GetProperty("model").GetString()!;
     }

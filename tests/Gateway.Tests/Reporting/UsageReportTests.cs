@@ -114,6 +114,18 @@ public sealed class UsageReportTests : GatewayTestBed, IDisposable
     }
 
     [Fact]
+    public void Report_UpstreamMissingOrNamedDefault_OneGroup()
+    {
+        var named = Event("gw-2", "2026-11-02T00:00:00Z", 2).Replace("\"Tenant\":\"t\"", "\"Tenant\":\"t\",\"Upstream\":\"default\"", StringComparison.Ordinal);
+        var other = Event("gw-3", "2026-11-02T00:00:00Z", 4).Replace("\"Tenant\":\"t\"", "\"Tenant\":\"t\",\"Upstream\":\"eastus\"", StringComparison.Ordinal);
+        var (_, json, _) = Run(["--by", "tenant,upstream", "--format", "json"], stdin: string.Join('\n', Event("gw-1", "2026-11-02T00:00:00Z", 1), named, other));
+
+        var rows = JsonDocument.Parse(json).RootElement.EnumerateArray().ToArray();
+        Assert.Equal(["default", "eastus"], rows.Select(r => r.GetProperty("upstream").GetString()));
+        Assert.Equal([3L, 4L], rows.Select(r => r.GetProperty("input_tokens").GetInt64()));
+    }
+
+    [Fact]
     public void Report_Percentiles_WithinTheDocumentedError()
     {
         // Durations 1..1000 ms: p50 = 500, p95 = 950 (nearest rank).

@@ -592,6 +592,50 @@ public abstract class SharedStateStoreContract
         Assert.Equal(new QuotaCounters(1, 10, 10, 10, 0), other.Counters);
         Assert.Equal(default, await Store.ReadCountersAsync("tenant-never-seen", Now, CancellationToken.None));
     }
+
+    // ---------------------------------------------------------------- dollar budgets (micro-dollars)
+
+    [SkippableFact]
+    public async Task DollarBudget_ReserveSettleAndHold_CountedInMicroDollarsPerDayAndMonth()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        var limits = new TenantLimitsOptions { UsdPerDay = 0.001m, UsdPerMonth = 0.0025m };
+
+        var first = await AdmitDollarsAsync(limits, 600);
+        Assert.Equal(AdmissionDecision.Admitted, first.Result.Decision);
+        Assert.Equal((600, 600), (first.Result.Counters.DayMicroUsd, first.Result.Counters.MonthMicroUsd));
+        var refused = await AdmitDollarsAsync(limits, 401);
+        Assert.Equal(AdmissionDecision.UsdPerDay, refused.Result.Decision);
+        Assert.Equal(600, (await CountersAsync()).DayMicroUsd); // a refusal consumes nothing
+
+        // Settled to the real cost: the reservation is replaced.
+        await Store.SettleAsync(new SettleRequest(Tenant, first.Reservation, 10, null, null, LongRetention, TimeSpan.FromHours(1), Now, BilledMicroUsd: 250), CancellationToken.None);
+        Assert.Equal((250, 250), ((await CountersAsync()).DayMicroUsd, (await CountersAsync()).MonthMicroUsd));
+
+        // A background response's reservation is held, then replaced by its usage when first seen.
+        var background = await AdmitDollarsAsync(limits, 700);
+        Assert.Equal(AdmissionDecision.Admitted, background.Result.Decision);
+        await Store.SettleAsync(new SettleRequest(Tenant, background.Reservation, 0, null, "resp_bg", LongRetention, TimeSpan.FromHours(1), Now), CancellationToken.None);
+        Assert.Equal(950, (await CountersAsync()).DayMicroUsd);
+        await Store.SettleAsync(new SettleRequest(Tenant, null, 10, "resp_bg", null, LongRetention, TimeSpan.FromHours(1), Now, BilledMicroUsd: 100), CancellationToken.None);
+        Assert.Equal(350, (await CountersAsync()).DayMicroUsd);
+
+        // The next day starts at zero (new window keys; nothing needs to expire); the month keeps counting and its own limit applies.
+        Time.Advance(TimeSpan.FromDays(1));
+        Assert.Equal((0, 350), ((await CountersAsync()).DayMicroUsd, (await CountersAsync()).MonthMicroUsd));
+        Assert.Equal(AdmissionDecision.Admitted, (await AdmitDollarsAsync(limits, 1000)).Result.Decision);
+        Assert.Equal(AdmissionDecision.UsdPerMonth, (await AdmitDollarsAsync(new TenantLimitsOptions { UsdPerMonth = 0.0025m }, 1151)).Result.Decision);
+    }
+
+    private async Task<(AdmissionResult Result, QuotaReservation? Reservation)> AdmitDollarsAsync(TenantLimitsOptions limits, long reserveMicroUsd)
+    {
+        var windows = Now;
+        var result = await Store.AdmitAsync(new AdmissionRequest(Tenant, limits, 0, windows, "", LongTimeout, reserveMicroUsd), CancellationToken.None);
+        var reservation = result.Decision == AdmissionDecision.Admitted
+            ? new QuotaReservation(Tenant, 0, windows.Minute, windows.Day, windows.Month, null) { ReservedMicroUsd = reserveMicroUsd }
+            : null;
+        return (result, reservation);
+    }
 }
 
 public sealed class MemoryStateStoreContractTests : SharedStateStoreContract
