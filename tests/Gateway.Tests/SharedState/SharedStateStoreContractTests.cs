@@ -630,7 +630,7 @@ public abstract class SharedStateStoreContract
     private async Task<(AdmissionResult Result, QuotaReservation? Reservation)> AdmitDollarsAsync(TenantLimitsOptions limits, long reserveMicroUsd)
     {
         var windows = Now;
-        var result = await Store.AdmitAsync(new AdmissionRequest(Tenant, limits, 0, windows, "", LongTimeout, reserveMicroUsd), CancellationToken.None);
+        var result = await Store.AdmitAsync(new AdmissionRequest(Tenant, limits, 0, windows, "", LongTimeout, ReserveMicroUsd: reserveMicroUsd), CancellationToken.None);
         var reservation = result.Decision == AdmissionDecision.Admitted
             ? new QuotaReservation(Tenant, 0, windows.Minute, windows.Day, windows.Month, null) { ReservedMicroUsd = reserveMicroUsd }
             : null;
