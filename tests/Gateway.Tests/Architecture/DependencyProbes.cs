@@ -1,0 +1,20 @@
+// Two tiny "folders" the dependency scanner is checked against (FolderDependencyTests.Edges_ReferenceOnlyInsideAMethodBody_IsFound).
+namespace Gateway.ProbeTarget
+{
+    internal static class Target
+    {
+        public static int Answer() => 42;
+    }
+}
+
+namespace Gateway.ProbeCaller
+{
+    internal static class Caller
+    {
+        public static async Task<int> CallAsync()
+        {
+            await Task.Yield();
+            return ProbeTarget.Target.Answer();
+        }
+    }
+}
