@@ -130,8 +130,12 @@ internal sealed class ObservedUpstreamStream : Stream
             return false;
         }
 
-        _tail = StreamErrorEvents.UpstreamDisconnected(_call.Request.Route!.Usage, _observer.Usage.LastSequenceNumber, _observer.AtEventBoundary);
-        _observer.Observe(_tail);
+        var shape = _call.Request.Route!.Usage;
+        var sequence = _observer.Usage.LastSequenceNumber;
+        // The filter holds an unfinished event back: the client is between events though the observer is not.
+        var clientAtBoundary = _observer.AtEventBoundary || _filter is { HoldsPartialEvent: true };
+        _tail = StreamErrorEvents.UpstreamDisconnected(shape, sequence, clientAtBoundary);
+        _observer.Observe(clientAtBoundary == _observer.AtEventBoundary ? _tail : StreamErrorEvents.UpstreamDisconnected(shape, sequence, atEventBoundary: false));
         return true;
     }
 
