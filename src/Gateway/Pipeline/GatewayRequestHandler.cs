@@ -203,7 +203,11 @@ internal sealed class GatewayRequestHandler(
             return error;
         }
 
-        journey.Request = request with { HideChatUsageChunk = hideChatUsageChunk };
+        if (hideChatUsageChunk)
+        {
+            journey.Request = request with { HideChatUsageChunk = true };
+        }
+
         if (request.Body is not null)
         {
             UseBufferedBody(request.Http.Request, request.Body);
