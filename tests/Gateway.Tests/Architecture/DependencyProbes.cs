@@ -1,7 +1,7 @@
 // Two tiny "folders" the dependency scanner is checked against (FolderDependencyTests.Edges_ReferenceOnlyInsideAMethodBody_IsFound).
 namespace Gateway.ProbeTarget
 {
-    internal static class Target
+    internal sealed class Target
     {
         public static int Answer() => 42;
     }
@@ -15,6 +15,12 @@ namespace Gateway.ProbeCaller
         {
             await Task.Yield();
             return ProbeTarget.Target.Answer();
+        }
+
+        public static bool StashInFeatures(Microsoft.AspNetCore.Http.HttpContext context)
+        {
+            context.Features.Set(new ProbeTarget.Target());
+            return context.Features.Get<ProbeTarget.Target>() is not null;
         }
     }
 }

@@ -120,10 +120,69 @@ internal static class FolderDependencies
             Add(found, local.LocalType);
         }
 
-        var il = body.GetILAsByteArray();
+        foreach (var member in MembersInBody(method))
+        {
+            switch (member)
+            {
+                case Type t:
+                    Add(found, t);
+                    break;
+                case MethodBase m:
+                    Add(found, m.DeclaringType);
+                    if (m is MethodInfo mi)
+                    {
+                        Add(found, mi.ReturnType);
+                        if (mi.IsGenericMethod)
+                        {
+                            foreach (var argument in mi.GetGenericArguments())
+                            {
+                                Add(found, argument);
+                            }
+                        }
+                    }
+
+                    break;
+                case FieldInfo f:
+                    Add(found, f.DeclaringType);
+                    Add(found, f.FieldType);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Calls that put a gateway type into, or take one out of, <c>HttpContext.Features</c> (<c>Get&lt;T&gt;</c>,
+    /// <c>Set&lt;T&gt;</c>, indexer by type): per-request state travels as stage results, not through the features.
+    /// </summary>
+    public static List<string> FeatureUsesOfOwnTypes(Assembly assembly)
+    {
+        var uses = new List<string>();
+        foreach (var type in assembly.GetTypes())
+        {
+            foreach (var method in type.GetMethods(Everything).Cast<MethodBase>().Concat(type.GetConstructors(Everything)))
+            {
+                foreach (var member in MembersInBody(method))
+                {
+                    if (member is MethodInfo { IsGenericMethod: true } called
+                        && called.DeclaringType?.FullName == "Microsoft.AspNetCore.Http.Features.IFeatureCollection"
+                        && called.GetGenericArguments().FirstOrDefault(a => FolderOf(a) is not null) is { } own)
+                    {
+                        uses.Add($"{type.FullName}.{method.Name} → Features.{called.Name}<{own.FullName}>");
+                    }
+                }
+            }
+        }
+
+        return uses;
+    }
+
+    /// <summary>Every type, method and field token in a method body's IL, resolved.</summary>
+    private static IEnumerable<MemberInfo> MembersInBody(MethodBase method)
+    {
+        var il = method.GetMethodBody()?.GetILAsByteArray();
         if (il is null)
         {
-            return;
+            yield break;
         }
 
         var module = method.Module;
@@ -145,30 +204,9 @@ internal static class FolderDependencies
                 {
                     var token = BitConverter.ToInt32(il, position);
                     position += 4;
-                    switch (module.ResolveMember(token, typeArguments, methodArguments))
+                    if (module.ResolveMember(token, typeArguments, methodArguments) is { } member)
                     {
-                        case Type t:
-                            Add(found, t);
-                            break;
-                        case MethodBase m:
-                            Add(found, m.DeclaringType);
-                            if (m is MethodInfo mi)
-                            {
-                                Add(found, mi.ReturnType);
-                                if (mi.IsGenericMethod)
-                                {
-                                    foreach (var argument in mi.GetGenericArguments())
-                                    {
-                                        Add(found, argument);
-                                    }
-                                }
-                            }
-
-                            break;
-                        case FieldInfo f:
-                            Add(found, f.DeclaringType);
-                            Add(found, f.FieldType);
-                            break;
+                        yield return member;
                     }
 
                     break;

@@ -109,6 +109,23 @@ public sealed class FolderDependencyTests
         Assert.DoesNotContain(("ProbeTarget", "ProbeCaller"), edges.Keys);
     }
 
+    [Fact]
+    public void GatewayAssembly_OwnTypesInHttpContextFeatures_None()
+    {
+        var uses = FolderDependencies.FeatureUsesOfOwnTypes(typeof(Gateway.Pipeline.GatewayRequestHandler).Assembly);
+
+        Assert.True(uses.Count == 0, "Per-request state reached through HttpContext.Features (pass it as a stage result instead):\n" + string.Join("\n", uses));
+    }
+
+    [Fact]
+    public void FeatureUsesOfOwnTypes_ProbeThatStoresItsStateInFeatures_IsFound()
+    {
+        var uses = FolderDependencies.FeatureUsesOfOwnTypes(typeof(FolderDependencyTests).Assembly);
+
+        Assert.Contains(uses, u => u.Contains("Features.Set<Gateway.ProbeTarget.Target>", StringComparison.Ordinal));
+        Assert.Contains(uses, u => u.Contains("Features.Get<Gateway.ProbeTarget.Target>", StringComparison.Ordinal));
+    }
+
     private static bool IsAllowed(string from, string to) => Allowed.TryGetValue(from, out var targets) && targets.Contains(to);
 
     /// <summary>A cycle (first node repeated at the end) in the directed graph, or null.</summary>
