@@ -12,8 +12,12 @@ namespace Gateway.Forwarding;
 /// </summary>
 internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
 {
+    // The bytes of the event in progress, already observed (the observer frames events; this only holds them back).
     private byte[]? _carry;
     private int _carryLength;
+
+    /// <summary>Bytes of an unfinished event are held back: the client has seen none of them (the observer has).</summary>
+    public bool HoldsPartialEvent => _carryLength > 0;
 
     public async ValueTask<int> ReadAsync(Stream inner, Memory<byte> buffer, CancellationToken cancellationToken)
     {
@@ -24,28 +28,23 @@ internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
                 // One event larger than half a read buffer: stop filtering it and pass it through.
                 var n = Math.Min(_carryLength, buffer.Length);
                 _carry.AsSpan(0, n).CopyTo(buffer.Span);
-                observer.Observe(buffer.Span[..n]);
                 _carry.AsSpan(n, _carryLength - n).CopyTo(_carry);
                 _carryLength -= n;
                 return n;
             }
 
-            _carry.AsSpan(0, _carryLength).CopyTo(buffer.Span);
-            var read = await inner.ReadAsync(buffer[_carryLength..], cancellationToken);
-            var total = _carryLength + read;
+            var carried = _carryLength;
+            _carry.AsSpan(0, carried).CopyTo(buffer.Span);
+            var read = await inner.ReadAsync(buffer[carried..], cancellationToken);
+            var total = carried + read;
             _carryLength = 0;
             if (read == 0)
             {
                 // Upstream ended: whatever partial event is left goes out as it is.
-                if (total > 0)
-                {
-                    observer.Observe(buffer.Span[..total]);
-                }
-
                 return total;
             }
 
-            var written = Process(buffer.Span[..total]);
+            var written = Process(buffer.Span[..total], carried);
             if (written > 0)
             {
                 return written;
@@ -53,20 +52,21 @@ internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
         }
     }
 
-    private int Process(Span<byte> data)
+    /// <summary>Observes <paramref name="data"/> from <paramref name="observed"/> on, writes whole events (filtered) to its start, carries the rest.</summary>
+    private int Process(Span<byte> data, int observed)
     {
         var write = 0;
         var start = 0;
-        while (true)
+        var position = observed;
+        while (position < data.Length)
         {
-            var end = FindEventEnd(data, start);
-            if (end < 0)
+            position += observer.ObserveToEventEnd(data[position..], out var eventEnded);
+            if (!eventEnded)
             {
                 break;
             }
 
-            var length = end - start;
-            observer.Observe(data.Slice(start, length));
+            var length = position - start;
             if (observer.LastEventWasChatUsageChunk)
             {
                 // dropped
@@ -81,7 +81,7 @@ internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
                 write += length;
             }
 
-            start = end;
+            start = position;
         }
 
         var rest = data[start..];
@@ -103,33 +103,6 @@ internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
         }
 
         return write;
-    }
-
-    /// <summary>Index just past the blank line ending the event that starts at <paramref name="start"/>, or -1.</summary>
-    private static int FindEventEnd(ReadOnlySpan<byte> data, int start)
-    {
-        var position = start;
-        while (true)
-        {
-            var newline = data[position..].IndexOf((byte)'\n');
-            if (newline < 0)
-            {
-                return -1;
-            }
-
-            var next = position + newline + 1;
-            if (next < data.Length && data[next] == (byte)'\n')
-            {
-                return next + 1;
-            }
-
-            if (next + 1 < data.Length && data[next] == (byte)'\r' && data[next + 1] == (byte)'\n')
-            {
-                return next + 2;
-            }
-
-            position = next;
-        }
     }
 
     /// <summary>Copies the event at [start, start+length) to <paramref name="write"/> without its top-level <c>"usage":null</c>.</summary>

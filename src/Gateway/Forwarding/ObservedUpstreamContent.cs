@@ -1,5 +1,4 @@
 using System.Net;
-using Gateway.Pipeline;
 using Gateway.Usage;
 
 namespace Gateway.Forwarding;
@@ -12,14 +11,14 @@ namespace Gateway.Forwarding;
 internal sealed class ObservedUpstreamContent : HttpContent
 {
     private readonly HttpContent _inner;
-    private readonly GatewayExchange _exchange;
+    private readonly UpstreamCall _call;
     private readonly UsageObserver? _observer;
     private readonly ICollection<string>? _encodings;
 
-    public ObservedUpstreamContent(HttpContent inner, GatewayExchange exchange, UsageObserver? observer, string? encoding)
+    public ObservedUpstreamContent(HttpContent inner, UpstreamCall call, UsageObserver? observer, string? encoding)
     {
         _inner = inner;
-        _exchange = exchange;
+        _call = call;
         _observer = observer;
         _encodings = encoding is null ? null : inner.Headers.ContentEncoding;
         foreach (var header in inner.Headers.NonValidated)
@@ -36,7 +35,7 @@ internal sealed class ObservedUpstreamContent : HttpContent
             stream = ContentDecoding.Decode(stream, _encodings);
         }
 
-        return new ObservedUpstreamStream(stream, _exchange, _observer);
+        return new ObservedUpstreamStream(stream, _call, _observer);
     }
 
     protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);

@@ -1,4 +1,3 @@
-using Gateway.Pipeline;
 using Gateway.Usage;
 
 namespace Gateway.Forwarding;
@@ -13,19 +12,19 @@ namespace Gateway.Forwarding;
 internal sealed class ObservedUpstreamStream : Stream
 {
     private readonly Stream _inner;
-    private readonly GatewayExchange _exchange;
+    private readonly UpstreamCall _call;
     private readonly UsageObserver? _observer;
     private readonly ChatUsageChunkFilter? _filter;
     private byte[]? _tail;
     private int _tailOffset;
     private bool _ended;
 
-    public ObservedUpstreamStream(Stream inner, GatewayExchange exchange, UsageObserver? observer)
+    public ObservedUpstreamStream(Stream inner, UpstreamCall call, UsageObserver? observer)
     {
         _inner = inner;
-        _exchange = exchange;
+        _call = call;
         _observer = observer;
-        if (observer is { Format: BodyFormat.Sse } && exchange.HideChatUsageChunk)
+        if (observer is { Format: BodyFormat.Sse } && call.Request.HideChatUsageChunk)
         {
             _filter = new ChatUsageChunkFilter(observer);
         }
@@ -100,9 +99,9 @@ internal sealed class ObservedUpstreamStream : Stream
             return 0;
         }
 
-        if (_exchange.FirstByteTimestamp == 0)
+        if (_call.FirstByteTimestamp == 0)
         {
-            _exchange.FirstByteTimestamp = _exchange.Clock.GetTimestamp();
+            _call.FirstByteTimestamp = _call.Clock.GetTimestamp();
         }
 
         if (_filter is null)
@@ -110,10 +109,10 @@ internal sealed class ObservedUpstreamStream : Stream
             _observer?.Observe(buffer.Span[..read]);
         }
 
-        if (_observer is { ObjectIdJustSeen: true } && _exchange.ObjectIdentified is { } onIdentified)
+        if (_observer is { ObjectIdJustSeen: true } && _call.ObjectIdentified is { } onIdentified)
         {
             _observer.ObjectIdJustSeen = false;
-            await onIdentified(_exchange);
+            await onIdentified(_observer.Usage);
         }
 
         return read;
@@ -125,14 +124,18 @@ internal sealed class ObservedUpstreamStream : Stream
     /// </summary>
     private bool OnUpstreamBreak()
     {
-        _exchange.UpstreamBroke = true;
+        _call.Broke = true;
         if (_observer is not { Format: BodyFormat.Sse })
         {
             return false;
         }
 
-        _tail = StreamErrorEvents.UpstreamDisconnected(_exchange.Route!.Usage, _observer.Usage.LastSequenceNumber, _observer.AtEventBoundary);
-        _observer.Observe(_tail);
+        var shape = _call.Request.Route!.Usage;
+        var sequence = _observer.Usage.LastSequenceNumber;
+        // The filter holds an unfinished event back: the client is between events though the observer is not.
+        var clientAtBoundary = _observer.AtEventBoundary || _filter is { HoldsPartialEvent: true };
+        _tail = StreamErrorEvents.UpstreamDisconnected(shape, sequence, clientAtBoundary);
+        _observer.Observe(clientAtBoundary == _observer.AtEventBoundary ? _tail : StreamErrorEvents.UpstreamDisconnected(shape, sequence, atEventBoundary: false));
         return true;
     }
 

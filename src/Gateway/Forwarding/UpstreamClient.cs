@@ -11,22 +11,22 @@ namespace Gateway.Forwarding;
 /// </summary>
 internal sealed class UpstreamClient : IDisposable
 {
+    private const string DefaultUpstreamName = "default";
+
     private readonly GatewaySettings _settings;
+    private readonly UpstreamCredentials _credentials;
     private volatile State _state;
 
-    public UpstreamClient(GatewaySettings settings)
+    public UpstreamClient(GatewaySettings settings, UpstreamCredentials credentials)
     {
         _settings = settings;
+        _credentials = credentials;
         _state = Build(settings.Current.Upstream);
         settings.Changed += OnChanged;
     }
 
-    public HttpMessageInvoker Invoker => _state.Invoker;
-
-    public ForwarderRequestConfig RequestConfig => _state.RequestConfig;
-
-    /// <summary>The upstream base without a trailing slash, e.g. <c>https://api.openai.com/v1</c>.</summary>
-    public string BaseUrl => _state.BaseUrl;
+    /// <summary>One read: the base URL, pool and request settings of the same reload, for one request.</summary>
+    public UpstreamTarget Current => _state.Target;
 
     private void OnChanged(GatewayOptions options)
     {
@@ -41,10 +41,10 @@ internal sealed class UpstreamClient : IDisposable
 
         _state = Build(upstream);
         // In-flight requests hold their own reference; let them finish on the old pool.
-        _ = Task.Delay(upstream.ActivityTimeout + TimeSpan.FromMinutes(1)).ContinueWith(_ => current.Invoker.Dispose(), TaskScheduler.Default);
+        _ = Task.Delay(upstream.ActivityTimeout + TimeSpan.FromMinutes(1)).ContinueWith(_ => current.Target.Invoker.Dispose(), TaskScheduler.Default);
     }
 
-    private static State Build(UpstreamOptions upstream)
+    private State Build(UpstreamOptions upstream)
     {
         var handler = new SocketsHttpHandler
         {
@@ -66,14 +66,15 @@ internal sealed class UpstreamClient : IDisposable
             VersionPolicy = upstream.HttpVersion == "2" ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
         };
 
-        return new State(new HttpMessageInvoker(handler, disposeHandler: true), config, upstream.BaseUrl.TrimEnd('/'), upstream);
+        var invoker = new HttpMessageInvoker(handler, disposeHandler: true);
+        return new State(new UpstreamTarget(DefaultUpstreamName, upstream.BaseUrl.TrimEnd('/'), invoker, config, _credentials), upstream);
     }
 
     public void Dispose()
     {
         _settings.Changed -= OnChanged;
-        _state.Invoker.Dispose();
+        _state.Target.Invoker.Dispose();
     }
 
-    private sealed record State(HttpMessageInvoker Invoker, ForwarderRequestConfig RequestConfig, string BaseUrl, UpstreamOptions Source);
+    private sealed record State(UpstreamTarget Target, UpstreamOptions Source);
 }

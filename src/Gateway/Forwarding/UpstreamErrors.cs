@@ -3,7 +3,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Gateway.Errors;
-using Gateway.Pipeline;
 using Gateway.Quotas;
 using Microsoft.Net.Http.Headers;
 
@@ -54,19 +53,20 @@ internal static partial class UpstreamErrors
     /// Reads the upstream's 401/403 (bounded), logs it for operators with the account identifiers removed, and
     /// answers the tenant with the gateway's own 502. The upstream's headers are not copied.
     /// </summary>
-    public static async Task AnswerAuthFailureAsync(HttpContext context, GatewayExchange exchange, UpstreamErrorBody upstreamError,
+    public static async Task AnswerAuthFailureAsync(HttpContext context, UpstreamCall call, UpstreamErrorBody upstreamError,
         string? upstreamKey, ILogger logger)
     {
         var (code, message) = (upstreamError.Code, upstreamError.Message);
-        UpstreamErrorLog.UpstreamAuthFailed(logger, exchange.UpstreamStatus, code is null ? null : Scrub(Truncate(code), upstreamKey),
-            message is null ? null : Scrub(Truncate(message), upstreamKey), exchange.UpstreamRequestId, exchange.RequestId, exchange.Tenant?.Id);
+        var requestId = call.Request.RequestId;
+        UpstreamErrorLog.UpstreamAuthFailed(logger, call.Status, code is null ? null : Scrub(Truncate(code), upstreamKey),
+            message is null ? null : Scrub(Truncate(message), upstreamKey), call.UpstreamRequestId, requestId, call.Request.Tenant.Id);
 
         var error = new OpenAIError(StatusCodes.Status502BadGateway,
-            $"The upstream API refused the gateway's credentials, so your request was not processed. The gateway's operators have been alerted (request {exchange.RequestId}).",
+            $"The upstream API refused the gateway's credentials, so your request was not processed. The gateway's operators have been alerted (request {requestId}).",
             "server_error", null, "upstream_auth_failed");
         var headers = context.Response.Headers;
-        headers["x-request-id"] = exchange.RequestId;
-        RateLimitHeaders.Apply(headers, exchange.QuotaStatus);
+        headers["x-request-id"] = requestId;
+        RateLimitHeaders.Apply(headers, call.QuotaStatus);
         await error.WriteAsync(context);
     }
 

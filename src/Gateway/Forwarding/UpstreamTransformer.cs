@@ -1,7 +1,7 @@
 using Gateway.Configuration;
 using Gateway.Observability;
-using Gateway.Pipeline;
 using Gateway.Quotas;
+using Gateway.Requests;
 using Gateway.Routing;
 using Gateway.Usage;
 using Microsoft.Net.Http.Headers;
@@ -13,10 +13,11 @@ namespace Gateway.Forwarding;
 /// Rewrites what crosses the gateway. Towards the upstream: the client's credentials and org/project headers
 /// go, the real key comes in, <c>Accept-Encoding: identity</c> is asked for. Towards the client: cookies and the
 /// organisation-wide <c>x-ratelimit-*</c> headers go (the tenant's own come in), and the body is observed for usage.
+/// One shared instance holds the services; YARP gets a small per-request transformer (<see cref="For"/>) that
+/// carries that request's <see cref="UpstreamCall"/> and target.
 /// </summary>
 internal sealed class UpstreamTransformer(
-    UpstreamCredentials credentials, GatewaySettings settings, UsageObserverFactory observers, GatewayMetrics metrics, ILogger<UpstreamTransformer> logger)
-    : HttpTransformer
+    GatewaySettings settings, UsageObserverFactory observers, GatewayMetrics metrics, ILogger<UpstreamTransformer> logger)
 {
     public const string GatewayRequestIdHeader = "x-gateway-request-id";
 
@@ -33,9 +34,11 @@ internal sealed class UpstreamTransformer(
         HeaderNames.SetCookie, "openai-organization", "openai-project",
     ];
 
-    public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+    /// <summary>The transformer YARP uses for one request.</summary>
+    public HttpTransformer For(UpstreamCall call, UpstreamTarget target) => new PerRequest(this, call, target);
+
+    private void TransformRequest(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, UpstreamCredentials credentials)
     {
-        await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
         var headers = proxyRequest.Headers;
         foreach (var name in ClientHeadersToDrop)
         {
@@ -66,31 +69,32 @@ internal sealed class UpstreamTransformer(
         proxyRequest.RequestUri = RequestUtilities.MakeDestinationAddress(destinationPrefix, new PathString(path.Value!.Substring(3)), httpContext.Request.QueryString);
     }
 
-    public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
+    private async ValueTask<bool> TransformResponseAsync(PerRequest yarp, HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
     {
-        var exchange = httpContext.Features.Get<GatewayExchange>()!;
+        var call = yarp.Call;
         if (proxyResponse is null)
         {
-            return await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
+            return await yarp.CopyResponseAsync(httpContext, proxyResponse, cancellationToken);
         }
 
-        exchange.UpstreamStatus = (int)proxyResponse.StatusCode;
+        call.Status = (int)proxyResponse.StatusCode;
         if (proxyResponse.Headers.NonValidated.TryGetValues("x-request-id", out var upstreamId))
         {
-            exchange.UpstreamRequestId = upstreamId.ToString();
+            call.UpstreamRequestId = upstreamId.ToString();
         }
 
         // Error bodies are small: read (bounded) before anything is copied, to judge and scrub them.
-        var upstreamError = exchange.UpstreamStatus >= 400 ? await UpstreamErrors.ReadAsync(proxyResponse, cancellationToken) : null;
-        if (upstreamError is not null && UpstreamErrors.IsCredentialRefusal(exchange.UpstreamStatus, upstreamError))
+        var upstreamError = call.Status >= 400 ? await UpstreamErrors.ReadAsync(proxyResponse, cancellationToken) : null;
+        var upstreamKey = UpstreamKey(yarp.Target.Credentials);
+        if (upstreamError is not null && UpstreamErrors.IsCredentialRefusal(call.Status, upstreamError))
         {
             // The upstream refused our key or organization: the tenant learns nothing of it but that it failed.
-            metrics.RecordUpstreamAuthFailure(exchange.UpstreamStatus);
-            await UpstreamErrors.AnswerAuthFailureAsync(httpContext, exchange, upstreamError, UpstreamKey(), logger);
+            metrics.RecordUpstreamAuthFailure(call.Status);
+            await UpstreamErrors.AnswerAuthFailureAsync(httpContext, call, upstreamError, upstreamKey, logger);
             return false;
         }
 
-        var copy = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
+        var copy = await yarp.CopyResponseAsync(httpContext, proxyResponse, cancellationToken);
         var responseHeaders = httpContext.Response.Headers;
         foreach (var name in UpstreamHeadersToDrop)
         {
@@ -98,16 +102,16 @@ internal sealed class UpstreamTransformer(
         }
 
         RateLimitHeaders.RemoveUpstream(responseHeaders);
-        RateLimitHeaders.Apply(responseHeaders, exchange.QuotaStatus);
-        if (exchange.UpstreamRequestId is null)
+        RateLimitHeaders.Apply(responseHeaders, call.QuotaStatus);
+        if (call.UpstreamRequestId is null)
         {
-            responseHeaders["x-request-id"] = exchange.RequestId;
+            responseHeaders["x-request-id"] = call.Request.RequestId;
         }
 
         if (upstreamError is not null)
         {
             // They may name the upstream organization or quote its key: copied scrubbed.
-            await UpstreamErrors.WriteScrubbedAsync(httpContext, upstreamError, UpstreamKey(), cancellationToken);
+            await UpstreamErrors.WriteScrubbedAsync(httpContext, upstreamError, upstreamKey, cancellationToken);
             return false;
         }
 
@@ -122,25 +126,26 @@ internal sealed class UpstreamTransformer(
             responseHeaders.Remove(HeaderNames.ContentLength);
         }
 
-        var format = DetectFormat(exchange, proxyResponse, content.Headers.ContentType);
+        var format = DetectFormat(call.Request, proxyResponse, content.Headers.ContentType);
         if (format != BodyFormat.None || decompress)
         {
-            var observer = format == BodyFormat.None ? null : observers.Attach(exchange, format);
-            proxyResponse.Content = new ObservedUpstreamContent(content, exchange, observer, decompress ? encoding.Last() : null);
+            var observer = format == BodyFormat.None ? null : observers.Attach(format, call.Request.Route!.Usage);
+            call.Observer = observer;
+            proxyResponse.Content = new ObservedUpstreamContent(content, call, observer, decompress ? encoding.Last() : null);
         }
 
         return copy;
     }
 
-    private string UpstreamKey()
+    private static string UpstreamKey(UpstreamCredentials credentials)
     {
         var value = credentials.HeaderValue;
         return value.StartsWith("Bearer ", StringComparison.Ordinal) ? value["Bearer ".Length..] : value;
     }
 
-    private static BodyFormat DetectFormat(GatewayExchange exchange, HttpResponseMessage response, System.Net.Http.Headers.MediaTypeHeaderValue? contentType)
+    private static BodyFormat DetectFormat(AuthenticatedRequest request, HttpResponseMessage response, System.Net.Http.Headers.MediaTypeHeaderValue? contentType)
     {
-        var route = exchange.Route;
+        var route = request.Route;
         var status = (int)response.StatusCode;
         if (route is null || status is < 200 or >= 300 || (!route.SpendsTokens && route.CreatesObject == ObjectKind.None))
         {
@@ -154,5 +159,25 @@ internal sealed class UpstreamTransformer(
         }
 
         return mediaType is not null && mediaType.EndsWith("json", StringComparison.OrdinalIgnoreCase) ? BodyFormat.Json : BodyFormat.None;
+    }
+
+    /// <summary>One request's view of the transformer: YARP calls it, it hands the call and target to the shared logic.</summary>
+    private sealed class PerRequest(UpstreamTransformer owner, UpstreamCall call, UpstreamTarget target) : HttpTransformer
+    {
+        public UpstreamCall Call => call;
+
+        public UpstreamTarget Target => target;
+
+        public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+        {
+            await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
+            owner.TransformRequest(httpContext, proxyRequest, destinationPrefix, target.Credentials);
+        }
+
+        public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken) =>
+            owner.TransformResponseAsync(this, httpContext, proxyResponse, cancellationToken);
+
+        public ValueTask<bool> CopyResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken) =>
+            base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
     }
 }

@@ -33,6 +33,7 @@ internal static class GatewayServiceExtensions
         services.AddSingleton<UpstreamCredentials>();
         services.AddSingleton<UpstreamClient>();
         services.AddSingleton<UpstreamTransformer>();
+        services.AddSingleton<UpstreamForwarder>();
 
         services.AddSingleton<TokenCounter>();
         services.AddSingleton<UsageObserverFactory>();

@@ -1,6 +1,6 @@
 using Gateway.Configuration;
 using Gateway.Errors;
-using Gateway.Pipeline;
+using Gateway.Requests;
 using Gateway.Routing;
 using Gateway.SharedState;
 
@@ -17,30 +17,30 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         "Listing stored chat completions is not available through this gateway: the upstream list spans every tenant sharing the API key. " +
         "Retrieve your completions by id instead.", "invalid_request_error", null, "listing_not_supported");
 
-    public async ValueTask<OpenAIError?> CheckAsync(GatewayExchange exchange)
+    public async ValueTask<OpenAIError?> CheckAsync(AuthenticatedRequest request)
     {
-        var route = exchange.Route!;
+        var route = request.Route!;
         if (route.IsListing)
         {
-            IsolationLog.ListingRefused(logger, exchange.Tenant!.Id, route.Endpoint, exchange.RequestId);
+            IsolationLog.ListingRefused(logger, request.Tenant.Id, route.Endpoint, request.RequestId);
             return ListingRefused;
         }
 
         try
         {
-            if (route.PathObject != ObjectKind.None && exchange.PathId is { } pathId
-                && await RefuseAsync(exchange, pathId, route.PathObject, "path") is { } pathRefusal)
+            if (route.PathObject != ObjectKind.None && request.PathId is { } pathId
+                && await RefuseAsync(request, pathId, route.PathObject, "path") is { } pathRefusal)
             {
                 return pathRefusal;
             }
 
-            var facts = exchange.Request;
-            if (facts?.PreviousResponseId is { } previous && await RefuseAsync(exchange, previous, ObjectKind.Response, "previous_response_id") is { } previousRefusal)
+            var facts = request.Facts;
+            if (facts?.PreviousResponseId is { } previous && await RefuseAsync(request, previous, ObjectKind.Response, "previous_response_id") is { } previousRefusal)
             {
                 return previousRefusal;
             }
 
-            if (facts?.ConversationId is { } conversation && await RefuseAsync(exchange, conversation, ObjectKind.Conversation, "conversation") is { } conversationRefusal)
+            if (facts?.ConversationId is { } conversation && await RefuseAsync(request, conversation, ObjectKind.Conversation, "conversation") is { } conversationRefusal)
             {
                 return conversationRefusal;
             }
@@ -53,23 +53,25 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         return null;
     }
 
-    /// <summary>Records ownership of the object this request created; awaited before its id reaches the client.</summary>
-    public async ValueTask RecordCreatedAsync(GatewayExchange exchange)
+    /// <summary>
+    /// Records ownership of the object this request created (and of the conversation it names); awaited by Forwarding
+    /// before the chunk that carries the id is released to the client.
+    /// </summary>
+    public async ValueTask RecordCreatedAsync(AuthenticatedRequest request, string? objectId, string? conversationId)
     {
-        var usage = exchange.Usage;
-        var tenant = exchange.Tenant!.Id;
+        var tenant = request.Tenant.Id;
         var retention = settings.Current.Isolation.Retention;
-        var created = exchange.Route!.CreatesObject;
-        var storedByUpstream = exchange.Request?.Store ?? created != ObjectKind.ChatCompletion; // chat stores only on request
+        var created = request.Route!.CreatesObject;
+        var storedByUpstream = request.Facts?.Store ?? created != ObjectKind.ChatCompletion; // chat stores only on request
         try
         {
-            if (usage.ObjectId is { } id && storedByUpstream)
+            if (objectId is { } id && storedByUpstream)
             {
                 // OpenAI never expires conversations, however they were created: neither does their ownership record.
                 await store.RecordOwnerAsync(id, tenant, created == ObjectKind.Conversation ? Timeout.InfiniteTimeSpan : retention, CancellationToken.None);
             }
 
-            if (usage.ConversationId is { } conversation)
+            if (conversationId is { } conversation)
             {
                 // OpenAI never expires conversations, so neither does their ownership record.
                 await store.RecordOwnerAsync(conversation, tenant, Timeout.InfiniteTimeSpan, CancellationToken.None);
@@ -77,7 +79,7 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         }
         catch (StoreUnavailableException)
         {
-            IsolationLog.OwnershipNotRecorded(logger, tenant, exchange.RequestId);
+            IsolationLog.OwnershipNotRecorded(logger, tenant, request.RequestId);
         }
     }
 
@@ -85,16 +87,16 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
     /// The owner deleted a conversation: its record, which had no expiry, now lives <c>Retention</c> more (the id keeps
     /// being refused to other tenants for that long, then is forgotten), so deleted conversations do not pile up for ever.
     /// </summary>
-    public async ValueTask RecordDeletedAsync(GatewayExchange exchange)
+    public async ValueTask RecordDeletedAsync(AuthenticatedRequest request)
     {
-        if (exchange.PathId is not { } id)
+        if (request.PathId is not { } id)
         {
             return;
         }
 
         try
         {
-            await store.ExpireOwnerAsync(id, exchange.Tenant!.Id, settings.Current.Isolation.Retention, CancellationToken.None);
+            await store.ExpireOwnerAsync(id, request.Tenant.Id, settings.Current.Isolation.Retention, CancellationToken.None);
         }
         catch (StoreUnavailableException)
         {
@@ -102,16 +104,16 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         }
     }
 
-    private async ValueTask<OpenAIError?> RefuseAsync(GatewayExchange exchange, string id, ObjectKind kind, string where)
+    private async ValueTask<OpenAIError?> RefuseAsync(AuthenticatedRequest request, string id, ObjectKind kind, string where)
     {
-        var tenant = exchange.Tenant!.Id;
-        var owner = await store.GetOwnerAsync(id, exchange.Http.RequestAborted);
+        var tenant = request.Tenant.Id;
+        var owner = await store.GetOwnerAsync(id, request.Http.RequestAborted);
         if (owner == tenant || (owner is null && settings.Current.Isolation.UnknownIds == UnknownIdMode.Allow))
         {
             return null;
         }
 
-        IsolationLog.Refused(logger, tenant, owner ?? "(unknown)", kind.ToString(), id, where, exchange.RequestId);
+        IsolationLog.Refused(logger, tenant, owner ?? "(unknown)", kind.ToString(), id, where, request.RequestId);
         return NotFound(kind, id, where);
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Forwarding;
@@ -5,6 +6,7 @@ using Gateway.Isolation;
 using Gateway.Quotas;
 using Gateway.Requests;
 using Gateway.Routing;
+using Gateway.SharedState;
 using Gateway.Tenants;
 using Gateway.Usage;
 using Yarp.ReverseProxy.Forwarder;
@@ -12,14 +14,14 @@ using Yarp.ReverseProxy.Forwarder;
 namespace Gateway.Pipeline;
 
 /// <summary>
-/// Handles every <c>/v1/*</c> request, in order: match the allow-list, authenticate the tenant, read and check
-/// the body, enforce model and output caps, tenant isolation and quotas, then forward with YARP while the usage
-/// is observed. Whatever happens, exactly one usage event is written for an authenticated request.
+/// Handles every <c>/v1/*</c> request as four stages, each returning an immutable result the next one takes:
+/// <see cref="AuthenticatedRequest"/> (tenant, route, body, facts) → <see cref="Admission"/> (reservation, quota
+/// status) → <see cref="UpstreamExchange"/> (what the upstream did, written by Forwarding) → <see cref="RequestOutcome"/>,
+/// which is accounted once: Quotas settles, Isolation records a deletion, Usage bills and writes the one usage event.
+/// Whatever happens, exactly one usage event is written for an authenticated request.
 /// </summary>
 internal sealed class GatewayRequestHandler(
-    IHttpForwarder forwarder,
-    UpstreamClient upstream,
-    UpstreamTransformer transformer,
+    UpstreamForwarder forwarding,
     TenantAuthenticator authenticator,
     GatewaySettings settings,
     IsolationGuard isolation,
@@ -35,107 +37,103 @@ internal sealed class GatewayRequestHandler(
 
     public async Task HandleAsync(HttpContext context)
     {
-        var exchange = new GatewayExchange(context, NewRequestId(), clock);
-        context.Features.Set(exchange);
-        context.TraceIdentifier = exchange.RequestId;
-        context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = exchange.RequestId;
+        var start = clock.GetTimestamp();
+        var requestId = NewRequestId();
+        context.TraceIdentifier = requestId;
+        context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = requestId;
 
-        var request = context.Request;
-        var tenant = authenticator.Authenticate(request, out var authError);
+        var tenant = authenticator.Authenticate(context.Request, out var authError);
         if (tenant is null)
         {
-            await RejectAsync(exchange, authError!);
+            await WriteErrorAsync(context, requestId, null, authError!);
             if (logger.IsEnabled(LogLevel.Information))
             {
-                UsageEventLog.UnauthenticatedRequest(logger, request.Method, request.Path.Value ?? "", context.Response.StatusCode,
-                    clock.GetElapsedTime(exchange.StartTimestamp).TotalMilliseconds, exchange.RequestId);
+                UsageEventLog.UnauthenticatedRequest(logger, context.Request.Method, context.Request.Path.Value ?? "", context.Response.StatusCode,
+                    clock.GetElapsedTime(start).TotalMilliseconds, requestId);
             }
             return;
         }
 
-        exchange.Tenant = tenant;
+        var journey = new Journey(new AuthenticatedRequest(context, requestId, start, tenant));
         try
         {
-            await ProcessAsync(exchange);
+            await ProcessAsync(journey);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
         {
-            PipelineLog.UnhandledError(logger, ex, exchange.RequestId, tenant.Id);
-            exchange.GatewayFault = true;
+            PipelineLog.UnhandledError(logger, ex, requestId, tenant.Id);
+            journey.GatewayFault = true;
             if (!context.Response.HasStarted)
             {
                 context.Response.Clear();
-                context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = exchange.RequestId;
-                await RejectAsync(exchange, OpenAIError.Internal(exchange.RequestId));
-                exchange.Rejected = false; // the gateway failed; this is not a policy refusal
+                context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = requestId;
+                await RejectAsync(journey, OpenAIError.Internal(requestId));
+                journey.Rejected = false; // the gateway failed; this is not a policy refusal
             }
         }
         finally
         {
-            await accounting.FinishAsync(exchange);
+            await FinishAsync(journey);
         }
     }
 
-    private async Task ProcessAsync(GatewayExchange exchange)
+    /// <summary>The product's story: route, body, tenant policy, isolation, quotas, then the upstream.</summary>
+    private async Task ProcessAsync(Journey journey)
     {
-        var context = exchange.Http;
-        var request = context.Request;
-        if (!ApiRouteTable.TryMatch(request.Method, request.Path.Value ?? "", out var match))
+        var http = journey.Request.Http;
+        var method = http.Request.Method;
+        var path = http.Request.Path.Value ?? "";
+        if (!ApiRouteTable.TryMatch(method, path, out var match))
         {
-            await RejectAsync(exchange, OpenAIError.UnknownUrl(request.Method, request.Path.Value ?? ""));
+            await RejectAsync(journey, OpenAIError.UnknownUrl(method, path));
             return;
         }
 
-        exchange.Route = match.Route;
-        exchange.PathId = match.PathId;
+        journey.Request = journey.Request with { Route = match.Route, PathId = match.PathId };
         if (match.OverlongIdParam is { } overlongId)
         {
-            await RejectAsync(exchange, RequestInspector.TooLong(overlongId));
+            await RejectAsync(journey, RequestInspector.TooLong(overlongId));
             return;
         }
 
         if (match.Route.IsGatewayLocal)
         {
-            if (await quotaEndpoint.WriteAsync(exchange) is { } localError)
+            var (status, localError) = await quotaEndpoint.WriteAsync(journey.Request);
+            journey.Admission = journey.Admission with { Status = status };
+            if (localError is not null)
             {
-                await RejectAsync(exchange, localError);
+                await RejectAsync(journey, localError);
             }
 
             return;
         }
 
-        var error = await PrepareBodyAsync(exchange, match.Route)
-            ?? ApplyTenantPolicy(exchange)
-            ?? await isolation.CheckAsync(exchange)
-            ?? await quotas.AdmitAsync(exchange);
+        var error = await ReadBodyAsync(journey, match.Route)
+            ?? ApplyTenantPolicy(journey)
+            ?? await isolation.CheckAsync(journey.Request)
+            ?? await AdmitAsync(journey);
         if (error is not null)
         {
-            await RejectAsync(exchange, error);
+            await RejectAsync(journey, error);
             return;
         }
 
-        if (match.Route.CreatesObject != ObjectKind.None)
+        journey.Upstream = await forwarding.SendAsync(journey.Request, journey.Admission.Status);
+        if (journey.Upstream.Fault is { } fault)
         {
-            exchange.ObjectIdentified = isolation.RecordCreatedAsync;
-        }
-
-        exchange.Forwarded = true;
-        exchange.ForwarderError = await forwarder.SendAsync(context, upstream.BaseUrl, upstream.Invoker, upstream.RequestConfig, transformer);
-        if (exchange.ForwarderError != ForwarderError.None)
-        {
-            await HandleForwarderErrorAsync(exchange);
+            ExceptionDispatchInfo.Throw(fault);
         }
     }
 
     /// <summary>Reads and checks a JSON body; the forwarded body is the buffered (possibly edited) copy.</summary>
-    private async ValueTask<OpenAIError?> PrepareBodyAsync(GatewayExchange exchange, ApiRoute route)
+    private async ValueTask<OpenAIError?> ReadBodyAsync(Journey journey, ApiRoute route)
     {
         if (route.Body == BodyPolicy.None)
         {
             return null;
         }
 
-        var request = exchange.Http.Request;
+        var request = journey.Request.Http.Request;
         var hasBody = request.ContentLength > 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count > 0);
         if (!hasBody)
         {
@@ -153,7 +151,7 @@ internal sealed class GatewayRequestHandler(
             return OpenAIError.BodyTooLarge(limits.MaxRequestBodyBytes);
         }
 
-        var tenantId = exchange.Tenant!.Id;
+        var tenantId = journey.Request.Tenant.Id;
         if (!bodyReads.TryEnter(tenantId, limits.MaxConcurrentBodyReadsPerTenant))
         {
             return OpenAIError.TooManyBodyReads(limits.MaxConcurrentBodyReadsPerTenant);
@@ -164,12 +162,17 @@ internal sealed class GatewayRequestHandler(
         try
         {
             // A large body takes the tenant's slot (and counts against RPM) before it is received, not after.
-            if (request.ContentLength is null or > PreAdmitAboveBodyBytes && await quotas.PreAdmitAsync(exchange) is { } refused)
+            if (request.ContentLength is null or > PreAdmitAboveBodyBytes)
             {
-                return refused;
+                var preAdmitted = await quotas.PreAdmitAsync(journey.Request);
+                journey.Admission = preAdmitted.Admission;
+                if (preAdmitted.Refusal is { } refused)
+                {
+                    return refused;
+                }
             }
 
-            (body, error) = await RequestBodyReader.ReadAsync(exchange.Http, limits.MaxRequestBodyBytes);
+            (body, error) = await RequestBodyReader.ReadAsync(journey.Request.Http, limits.MaxRequestBodyBytes);
         }
         finally
         {
@@ -181,34 +184,43 @@ internal sealed class GatewayRequestHandler(
             return error;
         }
 
-        exchange.Body = body;
-        exchange.Request = RequestInspector.Inspect(body!.Span, route, out error);
+        var facts = RequestInspector.Inspect(body!.Span, route, out error);
+        journey.Request = journey.Request with { Body = body, Facts = facts };
         return error;
     }
 
     /// <summary>Allowed models and the output-token cap, then the body edits the gateway makes before forwarding.</summary>
-    private static OpenAIError? ApplyTenantPolicy(GatewayExchange exchange)
+    private static OpenAIError? ApplyTenantPolicy(Journey journey)
     {
-        var facts = exchange.Request;
-        var route = exchange.Route!;
-        var tenant = exchange.Tenant!;
-        if (facts is null)
+        var request = journey.Request;
+        if (request.Facts is not { } facts)
         {
             return null;
         }
 
-        if (RequestPolicy.Apply(exchange.Body!, facts, route, tenant, out var hideChatUsageChunk) is { } error)
+        if (RequestPolicy.Apply(request.Body!, facts, request.Route!, request.Tenant, out var hideChatUsageChunk) is { } error)
         {
             return error;
         }
 
-        exchange.HideChatUsageChunk = hideChatUsageChunk;
-        if (exchange.Body is not null)
+        if (hideChatUsageChunk)
         {
-            UseBufferedBody(exchange.Http.Request, exchange.Body);
+            journey.Request = request with { HideChatUsageChunk = true };
+        }
+
+        if (request.Body is not null)
+        {
+            UseBufferedBody(request.Http.Request, request.Body);
         }
 
         return null;
+    }
+
+    private async ValueTask<OpenAIError?> AdmitAsync(Journey journey)
+    {
+        var admitted = await quotas.AdmitAsync(journey.Request, journey.Admission);
+        journey.Admission = admitted.Admission;
+        return admitted.Refusal;
     }
 
     private static void UseBufferedBody(HttpRequest request, PooledBody body)
@@ -218,46 +230,131 @@ internal sealed class GatewayRequestHandler(
         request.Headers.TransferEncoding = default;
     }
 
-    private async Task HandleForwarderErrorAsync(GatewayExchange exchange)
+    /// <summary>
+    /// Accounting, in one place and in order: the outcome is decided, Usage bills it, Quotas settles the reservation
+    /// (and claims the usage once per response id), Isolation forgets a deleted conversation, Usage writes the event.
+    /// A step that fails is logged and the others still run.
+    /// </summary>
+    private async Task FinishAsync(Journey journey)
     {
-        var context = exchange.Http;
-        var errorFeature = context.Features.Get<IForwarderErrorFeature>();
-        var error = exchange.ForwarderError;
-        PipelineLog.ForwardingFailed(logger, error.ToString(), errorFeature?.Exception?.GetType().Name, errorFeature?.Exception?.Message, exchange.RequestId, exchange.Tenant?.Id);
-        if (context.Response.HasStarted || context.RequestAborted.IsCancellationRequested)
+        var request = journey.Request;
+        try
         {
-            return;
-        }
+            var outcome = DecideOutcome(journey);
+            var bill = accounting.Bill(request, outcome, journey.Admission.Reservation?.ContextTokens ?? 0);
+            SettleResult settled;
+            try
+            {
+                settled = await quotas.SettleAsync(request, journey.Admission, outcome, bill);
+            }
+            catch (Exception ex)
+            {
+                // The event is still written; the concurrency lease expires on its own (ConcurrencyLeaseTimeout).
+                AccountingLog.StepFailed(logger, ex, "settle", request.RequestId, request.Tenant.Id);
+                settled = new SettleResult(true);
+            }
 
-        context.Response.Clear();
-        context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = exchange.RequestId;
-        var envelope = error == ForwarderError.RequestTimedOut ? OpenAIError.UpstreamTimeout() : OpenAIError.UpstreamUnreachable();
-        if (error == ForwarderError.RequestTimedOut)
+            bill = accounting.Reconcile(bill, settled, outcome.Usage.Model);
+            if (request.Route == ApiRouteTable.ConversationsDelete && outcome.UpstreamStatus is >= 200 and < 300)
+            {
+                await isolation.RecordDeletedAsync(request);
+            }
+
+            accounting.Record(request, outcome, bill);
+        }
+        catch (Exception ex)
         {
-            // The upstream may still be generating (and billing) the answer; Node and Python must not send it again.
-            envelope = envelope with { Headers = new Dictionary<string, string> { ["x-should-retry"] = "false" } };
+            PipelineLog.UnhandledError(logger, ex, request.RequestId, request.Tenant.Id);
         }
-
-        await WriteErrorAsync(exchange, envelope);
+        finally
+        {
+            request.Body?.Dispose();
+        }
     }
 
-    private async Task RejectAsync(GatewayExchange exchange, OpenAIError error)
+    private static RequestOutcome DecideOutcome(Journey journey)
     {
-        exchange.Rejected = true;
-        if (exchange.Tenant is not null)
+        var upstream = journey.Upstream;
+        var usage = upstream?.Usage ?? UsageReading.None;
+        return new RequestOutcome(DecideKind(journey, usage), usage)
         {
-            await quotas.DescribeAsync(exchange);
-        }
-
-        await WriteErrorAsync(exchange, error);
+            Forwarded = upstream is not null,
+            UpstreamStatus = upstream?.Status ?? 0,
+            UpstreamRequestId = upstream?.UpstreamRequestId,
+            Streaming = upstream?.Streaming ?? false,
+            OutputTokensSeen = upstream?.OutputTokensSeen ?? 0,
+            FirstByteTimestamp = upstream?.FirstByteTimestamp ?? 0,
+        };
     }
 
-    private static Task WriteErrorAsync(GatewayExchange exchange, OpenAIError error)
+    private static Outcome DecideKind(Journey journey, UsageReading usage)
     {
-        var headers = exchange.Http.Response.Headers;
-        headers["x-request-id"] = exchange.RequestId;
-        RateLimitHeaders.Apply(headers, exchange.QuotaStatus);
-        return error.WriteAsync(exchange.Http);
+        var http = journey.Request.Http;
+        if (journey.GatewayFault)
+        {
+            return Outcome.GatewayError;
+        }
+
+        if (journey.Rejected)
+        {
+            return Outcome.Rejected;
+        }
+
+        var upstream = journey.Upstream;
+        var forwarderError = upstream?.Error ?? ForwarderError.None;
+        // When the upstream body breaks, YARP aborts the client connection itself (RequestAborted fires): that is
+        // the upstream's failure, not a client that left.
+        var upstreamBroke = upstream is { Broke: true } || forwarderError == ForwarderError.ResponseBodyDestination;
+        var clientGone = !upstreamBroke && (http.RequestAborted.IsCancellationRequested
+            || forwarderError is ForwarderError.RequestCanceled or ForwarderError.ResponseBodyCanceled or ForwarderError.ResponseBodyClient);
+        if (clientGone && !usage.SawEnd)
+        {
+            return Outcome.ClientAborted;
+        }
+
+        if (upstream is null)
+        {
+            return http.Response.StatusCode >= 500 ? Outcome.UpstreamError : Outcome.Completed;
+        }
+
+        if (upstream.Broke || forwarderError != ForwarderError.None || upstream.Status >= 400 || upstream.Status == 0)
+        {
+            return Outcome.UpstreamError;
+        }
+
+        if (usage.SawErrorEvent && !usage.HasUsage)
+        {
+            return Outcome.UpstreamError;
+        }
+
+        if (upstream.Streaming && !usage.SawEnd)
+        {
+            return Outcome.UpstreamError;
+        }
+
+        return usage.ResponseStatus switch
+        {
+            "failed" => Outcome.Failed,
+            "incomplete" => Outcome.Incomplete,
+            _ => Outcome.Completed,
+        };
+    }
+
+    private async Task RejectAsync(Journey journey, OpenAIError error)
+    {
+        journey.Rejected = true;
+        var request = journey.Request;
+        var status = await quotas.DescribeAsync(request, journey.Admission.Status);
+        journey.Admission = journey.Admission with { Status = status };
+        await WriteErrorAsync(request.Http, request.RequestId, status, error);
+    }
+
+    private static Task WriteErrorAsync(HttpContext context, string requestId, QuotaStatus? quotaStatus, OpenAIError error)
+    {
+        var headers = context.Response.Headers;
+        headers["x-request-id"] = requestId;
+        RateLimitHeaders.Apply(headers, quotaStatus);
+        return error.WriteAsync(context);
     }
 
     private static bool IsJson(string? contentType) =>
@@ -273,6 +370,26 @@ internal sealed class GatewayRequestHandler(
         Random.Shared.NextBytes(random);
         return string.Concat("gw-", Convert.ToHexStringLower(random));
     }
+
+    /// <summary>
+    /// The handler's own locals for one request: the latest result of each stage and how the handler ended it. Private
+    /// to this class and never handed to a feature: each stage gets the immutable results it needs.
+    /// </summary>
+    private sealed class Journey(AuthenticatedRequest request)
+    {
+        public AuthenticatedRequest Request { get; set; } = request;
+
+        public Admission Admission { get; set; } = Admission.None;
+
+        /// <summary>Null until the request was forwarded.</summary>
+        public UpstreamExchange? Upstream { get; set; }
+
+        /// <summary>The gateway itself answered (400/404/413/415/429/503...); nothing reached the upstream.</summary>
+        public bool Rejected { get; set; }
+
+        /// <summary>The gateway failed while handling the request (an exception of its own).</summary>
+        public bool GatewayFault { get; set; }
+    }
 }
 
 internal static partial class PipelineLog
@@ -280,8 +397,4 @@ internal static partial class PipelineLog
     [LoggerMessage(EventId = 1201, EventName = "UnhandledError", Level = LogLevel.Error,
         Message = "Request {RequestId} of tenant {Tenant} failed inside the gateway")]
     public static partial void UnhandledError(ILogger logger, Exception exception, string requestId, string tenant);
-
-    [LoggerMessage(EventId = 1202, EventName = "ForwardingFailed", Level = LogLevel.Warning,
-        Message = "Forwarding {RequestId} of tenant {Tenant} failed: {ForwarderError} ({ExceptionType}: {ExceptionMessage})")]
-    public static partial void ForwardingFailed(ILogger logger, string forwarderError, string? exceptionType, string? exceptionMessage, string requestId, string? tenant);
 }

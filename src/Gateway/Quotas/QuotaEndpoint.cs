@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Gateway.Configuration;
 using Gateway.Errors;
-using Gateway.Pipeline;
+using Gateway.Requests;
 using Gateway.SharedState;
 
 namespace Gateway.Quotas;
@@ -9,10 +9,10 @@ namespace Gateway.Quotas;
 /// <summary><c>GET /v1/gateway/quota</c>: the calling tenant's limits, what it used in each window, and when each resets.</summary>
 internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store, TimeProvider time, Pricing.SpendMetrics spend)
 {
-    /// <summary>Writes the answer; returns the error to answer instead when the store is down in Deny mode.</summary>
-    public async Task<OpenAIError?> WriteAsync(GatewayExchange exchange)
+    /// <summary>Writes the answer and returns the tenant's standing; or the error to answer instead when the store is down in Deny mode.</summary>
+    public async Task<(QuotaStatus? Status, OpenAIError? Error)> WriteAsync(AuthenticatedRequest request)
     {
-        var tenant = exchange.Tenant!;
+        var tenant = request.Tenant;
         var windows = QuotaWindows.At(time.GetUtcNow());
         QuotaCounters counters;
         try
@@ -21,17 +21,17 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
         }
         catch (StoreUnavailableException)
         {
-            return OpenAIError.StoreUnavailable();
+            return (null, OpenAIError.StoreUnavailable());
         }
 
         var limits = tenant.Limits;
-        exchange.QuotaStatus = QuotaService.StatusOf(limits, counters, windows);
+        var status = QuotaService.StatusOf(limits, counters, windows);
         spend.RecordBudgetUse(tenant.Id, counters, windows);
 
-        var response = exchange.Http.Response;
+        var response = request.Http.Response;
         response.ContentType = "application/json";
-        response.Headers["x-request-id"] = exchange.RequestId;
-        RateLimitHeaders.Apply(response.Headers, exchange.QuotaStatus);
+        response.Headers["x-request-id"] = request.RequestId;
+        RateLimitHeaders.Apply(response.Headers, status);
         await using var writer = new Utf8JsonWriter(response.Body);
         writer.WriteStartObject();
         writer.WriteString("object"u8, "gateway.quota");
@@ -70,7 +70,7 @@ internal sealed class QuotaEndpoint(QuotaService quotas, ISharedStateStore store
         writer.WriteEndObject();
         writer.WriteString("window_semantics"u8, "fixed UTC windows: minute, day, calendar month");
         writer.WriteEndObject();
-        return null;
+        return (status, null);
     }
 
     private static void WriteUsdLimit(Utf8JsonWriter writer, ReadOnlySpan<byte> name, decimal value)

@@ -1,8 +1,8 @@
 using System.Globalization;
 using Gateway.Configuration;
 using Gateway.Errors;
-using Gateway.Pipeline;
 using Gateway.Pricing;
+using Gateway.Requests;
 using Gateway.Routing;
 using Gateway.SharedState;
 using Gateway.Usage;
@@ -23,98 +23,112 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// tenant at its limits cannot make the gateway receive and hold megabytes first. <see cref="AdmitAsync"/> then
     /// reserves the tokens only. A request refused later settles like any other and gives the slot back.
     /// </summary>
-    public ValueTask<OpenAIError?> PreAdmitAsync(GatewayExchange exchange) => AdmitStepAsync(exchange, 0, 0, 0, tokensOnly: false);
+    public ValueTask<AdmissionStep> PreAdmitAsync(AuthenticatedRequest request) => AdmitStepAsync(request, Admission.None, 0, 0, 0, tokensOnly: false);
 
-    public async ValueTask<OpenAIError?> AdmitAsync(GatewayExchange exchange)
+    public async ValueTask<AdmissionStep> AdmitAsync(AuthenticatedRequest request, Admission prior)
     {
         long context;
         try
         {
-            context = await HiddenContextAsync(exchange);
+            context = await HiddenContextAsync(request);
         }
         catch (StoreUnavailableException)
         {
-            return OpenAIError.StoreUnavailable();
+            return new AdmissionStep(prior, OpenAIError.StoreUnavailable());
         }
 
-        var (input, output) = EstimateTokens(exchange, context);
-        var reserve = HasTokenLimits(exchange.Tenant!.Limits) ? input + output : 0;
-        if (!TryEstimateCost(exchange, input, output, out var reserveMicroUsd))
+        var (input, output) = EstimateTokens(request, context);
+        var reserve = HasTokenLimits(request.Tenant.Limits) ? input + output : 0;
+        if (!TryEstimateCost(request, input, output, out var reserveMicroUsd))
         {
-            return OpenAIError.BadRequest(
-                $"The model '{exchange.Request?.Model}' has no price in this gateway's price table, and your tenant has a dollar budget that could not count it. " +
-                "Ask your platform team to price it (pricing.json or Gateway:Pricing:Models).", "model", "model_not_priced");
+            return new AdmissionStep(prior, OpenAIError.BadRequest(
+                $"The model '{request.Facts?.Model}' has no price in this gateway's price table, and your tenant has a dollar budget that could not count it. " +
+                "Ask your platform team to price it (pricing.json or Gateway:Pricing:Models).", "model", "model_not_priced"));
         }
 
-        if (exchange.Reservation is null)
+        if (prior.Reservation is null)
         {
-            return await AdmitStepAsync(exchange, reserve, context, reserveMicroUsd, tokensOnly: false);
+            return await AdmitStepAsync(request, prior, reserve, context, reserveMicroUsd, tokensOnly: false);
         }
 
         // Pre-admitted: the request is counted and holds its slot; only its tokens and dollars remain to be reserved.
-        return reserve == 0 && reserveMicroUsd == 0 ? null : await AdmitStepAsync(exchange, reserve, context, reserveMicroUsd, tokensOnly: true);
+        return reserve == 0 && reserveMicroUsd == 0
+            ? new AdmissionStep(prior, null)
+            : await AdmitStepAsync(request, prior, reserve, context, reserveMicroUsd, tokensOnly: true);
     }
 
-    private async ValueTask<OpenAIError?> AdmitStepAsync(GatewayExchange exchange, long reserve, long context, long reserveMicroUsd, bool tokensOnly)
+    private async ValueTask<AdmissionStep> AdmitStepAsync(AuthenticatedRequest request, Admission prior, long reserve, long context, long reserveMicroUsd, bool tokensOnly)
     {
-        var tenant = exchange.Tenant!;
+        var tenant = request.Tenant;
         var limits = tenant.Limits;
         var windows = QuotaWindows.At(time.GetUtcNow());
-        var leaseId = tokensOnly ? exchange.Reservation!.LeaseId : limits.MaxConcurrentRequests > 0 ? NewLeaseId() : null;
+        var leaseId = tokensOnly ? prior.Reservation!.LeaseId : limits.MaxConcurrentRequests > 0 ? NewLeaseId() : null;
         AdmissionResult result;
         try
         {
             result = await store.AdmitAsync(
                 new AdmissionRequest(tenant.Id, limits, reserve, windows, tokensOnly ? "" : leaseId ?? "", settings.Current.Quotas.ConcurrencyLeaseTimeout, tokensOnly, reserveMicroUsd),
-                exchange.Http.RequestAborted);
+                request.Http.RequestAborted);
         }
         catch (StoreUnavailableException)
         {
-            return OpenAIError.StoreUnavailable();
+            return new AdmissionStep(prior, OpenAIError.StoreUnavailable());
         }
 
-        exchange.QuotaStatus = StatusOf(limits, result.Counters, windows);
+        var status = StatusOf(limits, result.Counters, windows);
         spend.RecordBudgetUse(tenant.Id, result.Counters, windows);
         if (result.Decision != AdmissionDecision.Admitted)
         {
             if (logger.IsEnabled(LogLevel.Information))
             {
-                QuotaLog.Refused(logger, tenant.Id, result.Decision.ToString(), reserve, exchange.RequestId);
+                QuotaLog.Refused(logger, tenant.Id, result.Decision.ToString(), reserve, request.RequestId);
             }
-            return Refusal(result.Decision, limits, result.Counters, result.Decision is AdmissionDecision.UsdPerDay or AdmissionDecision.UsdPerMonth ? reserveMicroUsd : reserve, windows);
+            return new AdmissionStep(prior with { Status = status },
+                Refusal(result.Decision, limits, result.Counters, result.Decision is AdmissionDecision.UsdPerDay or AdmissionDecision.UsdPerMonth ? reserveMicroUsd : reserve, windows));
         }
 
-        exchange.Reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId)
+        var reservation = new QuotaReservation(tenant.Id, reserve, windows.Minute, windows.Day, windows.Month, leaseId)
         {
             ByFallback = result.ByFallback,
             ContextTokens = context,
             ReservedMicroUsd = reserveMicroUsd,
         };
-        return null;
+        return new AdmissionStep(new Admission(reservation, status), null);
     }
 
     /// <summary>
-    /// Ends the request's hold on the quotas and claims its usage once per response id. <c>First</c> is false when
-    /// the usage of that response was already counted (by this or another replica); a <c>Correction</c> when it had
-    /// been counted from an estimate and this request saw the real usage.
+    /// Ends the request's hold on the quotas and claims its usage once per response id, deciding what to claim (a
+    /// retrievable response's usage) and what to hold (the reservation of a background response still running).
+    /// <c>First</c> is false when the usage of that response was already counted (by this or another replica); a
+    /// <c>Correction</c> when it had been counted from an estimate and this request saw the real usage.
     /// </summary>
-    public async ValueTask<SettleResult> SettleAsync(GatewayExchange exchange, long billedTokens, long inputTokens, bool estimated,
-        string? claimResponseId, string? holdForResponseId, string? conversationId, decimal? billedUsd)
+    public async ValueTask<SettleResult> SettleAsync(AuthenticatedRequest request, Admission admission, RequestOutcome outcome, UsageBill bill)
     {
-        var tenant = exchange.Tenant!;
-        if (exchange.Reservation is null && claimResponseId is null)
+        var usage = outcome.Usage;
+        var reservation = admission.Reservation;
+        // A response's usage shows again on every retrieval: count it once per response id.
+        var responseId = usage.ObjectType == "response" ? usage.ObjectId : null;
+        // A response stored upstream (the default) can be fetched again and would show its usage again: claim it.
+        // One created with store:false cannot be, so its usage needs no mark (no store write, no memory held).
+        var retrievable = request.Facts is not { Store: false, Background: false } || request.Route != ApiRouteTable.ResponsesCreate;
+        var claimId = bill.Source != UsageSource.None && responseId is not null && retrievable ? responseId : null;
+        var stillRunning = request.Facts is { Background: true } && usage.ResponseStatus is null or "queued" or "in_progress";
+        var holdId = bill.Source == UsageSource.None && reservation is not null && responseId is not null && stillRunning ? responseId : null;
+        if (reservation is null && claimId is null)
         {
             return new SettleResult(true);
         }
 
+        // A turn of a conversation: its usage becomes the conversation's context size, for the next turn's reservation.
+        var conversationId = claimId is null ? null : request.Facts?.ConversationId ?? usage.ConversationId;
         var quotas = settings.Current.Quotas;
         try
         {
-            return await store.SettleAsync(new SettleRequest(tenant.Id, exchange.Reservation, billedTokens, claimResponseId, holdForResponseId,
-                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow()), MicroUsd.From(billedUsd ?? 0m))
+            return await store.SettleAsync(new SettleRequest(request.Tenant.Id, reservation, bill.TotalTokens ?? 0, claimId, holdId,
+                settings.Current.Isolation.Retention, quotas.BackgroundReservationTimeout, QuotaWindows.At(time.GetUtcNow()), MicroUsd.From(bill.CostUsd ?? 0m))
             {
-                InputTokens = inputTokens,
-                Estimated = estimated,
+                InputTokens = bill.InputTokens ?? 0,
+                Estimated = bill.Source == UsageSource.Estimated,
                 ConversationId = conversationId,
             }, CancellationToken.None);
         }
@@ -132,22 +146,23 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// Reads the tenant's standing so an answer the gateway writes before admission (bad input, isolation, policy)
     /// still carries its x-ratelimit-* headers. Such refusals are not counted: only admitted requests are.
     /// </summary>
-    public async ValueTask DescribeAsync(GatewayExchange exchange)
+    public async ValueTask<QuotaStatus?> DescribeAsync(AuthenticatedRequest request, QuotaStatus? known)
     {
-        var limits = exchange.Tenant!.Limits;
-        if (exchange.QuotaStatus is not null || (limits.RequestsPerMinute <= 0 && limits.TokensPerMinute <= 0))
+        var limits = request.Tenant.Limits;
+        if (known is not null || (limits.RequestsPerMinute <= 0 && limits.TokensPerMinute <= 0))
         {
-            return;
+            return known;
         }
 
         try
         {
             var windows = QuotaWindows.At(time.GetUtcNow());
-            exchange.QuotaStatus = StatusOf(limits, await store.ReadCountersAsync(exchange.Tenant.Id, windows, CancellationToken.None), windows);
+            return StatusOf(limits, await store.ReadCountersAsync(request.Tenant.Id, windows, CancellationToken.None), windows);
         }
         catch (StoreUnavailableException)
         {
             // Deny mode with the store down: the refusal goes out without the headers.
+            return null;
         }
     }
 
@@ -155,15 +170,15 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// The context a continuing request (<c>previous_response_id</c>, <c>conversation</c>) carries without sending it: the
     /// upstream bills it as input. Estimated from the last recorded usage of those objects; 0 when none is known.
     /// </summary>
-    private async ValueTask<long> HiddenContextAsync(GatewayExchange exchange)
+    private async ValueTask<long> HiddenContextAsync(AuthenticatedRequest request)
     {
-        var facts = exchange.Request;
-        if (exchange.Route is not { Generates: true } || facts is null || (facts.PreviousResponseId is null && facts.ConversationId is null))
+        var facts = request.Facts;
+        if (request.Route is not { Generates: true } || facts is null || (facts.PreviousResponseId is null && facts.ConversationId is null))
         {
             return 0;
         }
 
-        return await store.GetContextTokensAsync(exchange.Tenant!.Id, facts.PreviousResponseId, facts.ConversationId, exchange.Http.RequestAborted);
+        return await store.GetContextTokensAsync(request.Tenant.Id, facts.PreviousResponseId, facts.ConversationId, request.Http.RequestAborted);
     }
 
     private static bool HasTokenLimits(Configuration.TenantLimitsOptions limits) =>
@@ -176,25 +191,25 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// chat, times <c>n</c>). Zero when the route does not generate or the tenant has neither token nor dollar limits,
     /// so such requests are never tokenized.
     /// </summary>
-    private (long Input, long Output) EstimateTokens(GatewayExchange exchange, long contextTokens)
+    private (long Input, long Output) EstimateTokens(AuthenticatedRequest request, long contextTokens)
     {
-        var limits = exchange.Tenant!.Limits;
-        var route = exchange.Route!;
-        if (!route.Generates || exchange.Body is null || (!HasTokenLimits(limits) && !HasDollarLimits(limits)))
+        var limits = request.Tenant.Limits;
+        var route = request.Route!;
+        if (!route.Generates || request.Body is null || (!HasTokenLimits(limits) && !HasDollarLimits(limits)))
         {
             return (0, 0);
         }
 
         var quotas = settings.Current.Quotas;
-        var input = tokens.EstimateInput(exchange.Body.Span, quotas.TokenizeBodyBytesThreshold) + contextTokens;
+        var input = tokens.EstimateInput(request.Body.Span, quotas.TokenizeBodyBytesThreshold) + contextTokens;
         if (route.Usage == UsageShape.Embeddings)
         {
             return (input, 0);
         }
 
         // Each of chat's n choices may produce the output limit. A limit no model reaches is clamped, so the sum cannot overflow.
-        var perChoice = Math.Clamp(exchange.Request?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation, 0, int.MaxValue);
-        return (input, perChoice * (exchange.Request?.Choices ?? 1));
+        var perChoice = Math.Clamp(request.Facts?.MaxOutputTokens ?? quotas.DefaultOutputTokenReservation, 0, int.MaxValue);
+        return (input, perChoice * (request.Facts?.Choices ?? 1));
     }
 
     /// <summary>
@@ -203,15 +218,15 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// a tenant with a dollar budget asks for a model without a price: such a request could not be counted, so it is
     /// not let through.
     /// </summary>
-    private bool TryEstimateCost(GatewayExchange exchange, long input, long output, out long microUsd)
+    private bool TryEstimateCost(AuthenticatedRequest request, long input, long output, out long microUsd)
     {
         microUsd = 0;
-        if (!exchange.Route!.Generates || exchange.Body is null || !HasDollarLimits(exchange.Tenant!.Limits))
+        if (!request.Route!.Generates || request.Body is null || !HasDollarLimits(request.Tenant.Limits))
         {
             return true;
         }
 
-        if (!prices.TryGetPrice(exchange.Request?.Model, out var price))
+        if (!prices.TryGetPrice(request.Facts?.Model, out var price))
         {
             return false;
         }

@@ -1,6 +1,9 @@
 namespace Gateway.Usage;
 
-/// <summary>What the upstream's body said about one request, filled in while the body streams past.</summary>
+/// <summary>
+/// What the upstream's body said about one request, filled in while the body streams past. Mutable, and owned by the
+/// observer that fills it; everyone else reads the <see cref="UsageReading"/> it becomes when the body ends.
+/// </summary>
 internal sealed class ObservedUsage
 {
     public string? ObjectId { get; set; }
@@ -37,4 +40,22 @@ internal sealed class ObservedUsage
     public long LastSequenceNumber { get; set; } = -1;
 
     public int EventCount { get; set; }
+
+    public UsageReading ToReading() => new()
+    {
+        ObjectId = ObjectId,
+        ObjectType = ObjectType,
+        Model = Model,
+        ResponseStatus = ResponseStatus,
+        ConversationId = ConversationId,
+        Background = Background,
+        HasUsage = HasUsage,
+        InputTokens = InputTokens,
+        CachedInputTokens = CachedInputTokens,
+        OutputTokens = OutputTokens,
+        ReasoningTokens = ReasoningTokens,
+        TotalTokens = TotalTokens,
+        SawEnd = SawEnd,
+        SawErrorEvent = SawErrorEvent,
+    };
 }

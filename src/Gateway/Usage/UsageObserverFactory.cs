@@ -1,4 +1,4 @@
-using Gateway.Pipeline;
+using Gateway.Routing;
 using Microsoft.Extensions.ObjectPool;
 
 namespace Gateway.Usage;
@@ -8,22 +8,19 @@ internal sealed class UsageObserverFactory(TokenCounter counter)
 {
     private readonly ObjectPool<UsageObserver> _pool = new DefaultObjectPool<UsageObserver>(new Policy(counter), maximumRetained: 1024);
 
-    public UsageObserver Attach(GatewayExchange exchange, BodyFormat format)
+    /// <summary>An observer for one upstream body, filling a fresh <see cref="ObservedUsage"/>.</summary>
+    public UsageObserver Attach(BodyFormat format, UsageShape shape)
     {
         var observer = _pool.Get();
-        observer.Begin(format, exchange.Route!.Usage, exchange.Usage);
-        exchange.Observer = observer;
+        observer.Begin(format, shape, new ObservedUsage());
         return observer;
     }
 
-    public void Release(GatewayExchange exchange)
+    /// <summary>Takes the observer back once its usage has been read out; it must not be used after this.</summary>
+    public void Release(UsageObserver observer)
     {
-        if (exchange.Observer is { } observer)
-        {
-            exchange.Observer = null;
-            observer.Dispose();
-            _pool.Return(observer);
-        }
+        observer.Dispose();
+        _pool.Return(observer);
     }
 
     private sealed class Policy(TokenCounter counter) : PooledObjectPolicy<UsageObserver>

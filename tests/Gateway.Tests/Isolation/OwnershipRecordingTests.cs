@@ -1,8 +1,10 @@
 using System.Text;
 using System.Text.Json;
 using Gateway.Forwarding;
-using Gateway.Pipeline;
+using Gateway.Configuration;
+using Gateway.Requests;
 using Gateway.Routing;
+using Gateway.Tenants;
 using Gateway.Tests.Infrastructure;
 using Gateway.Usage;
 using Microsoft.AspNetCore.Http;
@@ -134,21 +136,20 @@ public sealed class OwnershipRecordingTests
 
     private static async Task<Run> RunAsync(byte[] body, BodyFormat format, ApiRoute route, int chunkSize)
     {
-        var exchange = new GatewayExchange(new DefaultHttpContext(), "gw-test", TimeProvider.System) { Route = route };
         using var observer = new UsageObserver(Tokens);
-        observer.Begin(format, route.Usage, exchange.Usage);
-        exchange.Observer = observer;
+        observer.Begin(format, route.Usage, new ObservedUsage());
 
         var released = new MemoryStream();
         var run = new Run();
-        exchange.ObjectIdentified = e =>
+        var request = new AuthenticatedRequest(new DefaultHttpContext(), "gw-test", 0, new Tenant("t", new TenantOptions())) { Route = route };
+        var call = new UpstreamCall(request, null, TimeProvider.System, usage =>
         {
             // What the real callback (IsolationGuard.RecordCreatedAsync) would write, and how much the client had by then.
-            run.Record(e.Usage.ObjectId, e.Usage.ConversationId, (int)released.Length);
+            run.Record(usage.ObjectId, usage.ConversationId, (int)released.Length);
             return ValueTask.CompletedTask;
-        };
+        });
 
-        await using var stream = new ObservedUpstreamStream(new ChunkedStream(body, chunkSize), exchange, observer);
+        await using var stream = new ObservedUpstreamStream(new ChunkedStream(body, chunkSize), call, observer);
         var buffer = new byte[64 * 1024];
         int read;
         while ((read = await stream.ReadAsync(buffer)) > 0)

@@ -1,0 +1,35 @@
+using Gateway.Quotas;
+using Gateway.Requests;
+using Gateway.Usage;
+
+namespace Gateway.Forwarding;
+
+/// <summary>
+/// What Forwarding records about one request while YARP drives it (status, first byte, a broken body, the usage
+/// observer). Mutable because it fills in as the bytes pass; it never leaves Forwarding, which reads it out once as
+/// an immutable <see cref="UpstreamExchange"/> when the body has ended. YARP's transformer gets it through its own
+/// per-request instance (<see cref="UpstreamTransformer.For"/>), not through <c>HttpContext.Features</c>.
+/// </summary>
+/// <param name="ObjectIdentified">Awaited when the body first names an object this request created (or a conversation), before those bytes are released.</param>
+internal sealed class UpstreamCall(AuthenticatedRequest request, QuotaStatus? quotaStatus, TimeProvider clock, Func<ObservedUsage, ValueTask>? objectIdentified)
+{
+    public AuthenticatedRequest Request { get; } = request;
+
+    /// <summary>The tenant's standing after admission, for the x-ratelimit-* headers.</summary>
+    public QuotaStatus? QuotaStatus { get; } = quotaStatus;
+
+    public TimeProvider Clock { get; } = clock;
+
+    public Func<ObservedUsage, ValueTask>? ObjectIdentified { get; } = objectIdentified;
+
+    public int Status { get; set; }
+
+    public string? UpstreamRequestId { get; set; }
+
+    public long FirstByteTimestamp { get; set; }
+
+    /// <summary>The upstream connection broke mid-body (the client got a synthetic error event).</summary>
+    public bool Broke { get; set; }
+
+    public UsageObserver? Observer { get; set; }
+}
