@@ -13,8 +13,8 @@ public sealed class FolderDependencyTests
     {
         ["Hosting"] = ["Pipeline", "Forwarding", "Health", "Isolation", "Observability", "Pricing", "Quotas", "Reporting", "Requests", "Tenants", "Usage", "SharedState", "Errors", "Configuration"],
         ["Pipeline"] = ["Forwarding", "Isolation", "Quotas", "Usage", "Requests", "Routing", "Tenants", "SharedState", "Errors", "Configuration"],
-        // Upstreams (issue #12, upstream pools) sits beside Forwarding: Forwarding may take a target from it, never the reverse.
-        ["Upstreams"] = ["Observability", "SharedState", "Errors", "Configuration"],
+        // Upstreams (issue #12, upstream pools) sits beside Forwarding: Forwarding may take a target from it, never the reverse; it edits the request body (Requests.PooledBody).
+        ["Upstreams"] = ["Requests", "Observability", "SharedState", "Errors", "Configuration"],
         ["Forwarding"] = ["Upstreams", "Isolation", "Quotas", "Usage", "Requests", "Routing", "Tenants", "Observability", "Errors", "Configuration"],
         ["Isolation"] = ["Requests", "Routing", "Tenants", "SharedState", "Errors", "Configuration"],
         ["Quotas"] = ["Usage", "Pricing", "Requests", "Routing", "Tenants", "SharedState", "Errors", "Configuration"],
