@@ -67,22 +67,21 @@ public sealed class RedisServer : IAsyncDisposable
         _process.ErrorDataReceived += (_, _) => { };
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (DateTime.UtcNow < deadline)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, Port);
-                return;
-            }
-            catch (SocketException)
-            {
-                await Task.Delay(50);
-            }
-        }
+        await Eventually.UntilAsync(AcceptsConnectionsAsync, $"redis-server accepts connections on port {Port}", TimeSpan.FromSeconds(10));
+    }
 
-        throw new InvalidOperationException($"redis-server did not start on port {Port}.");
+    private async Task<bool> AcceptsConnectionsAsync()
+    {
+        try
+        {
+            using var client = new TcpClient();
+            await client.ConnectAsync(IPAddress.Loopback, Port);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     public async Task StopProcessAsync()
