@@ -29,14 +29,18 @@ public sealed class RedisServer : IAsyncDisposable
     public static string? BinaryPath => Candidates.FirstOrDefault(File.Exists);
 
     /// <summary>Skips (locally) or fails (CI) when redis-server is not installed.</summary>
-    public static void RequireInstalled()
+    public static void RequireInstalled() =>
+        RequireInstalled(BinaryPath, string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The decision itself, for its own test: present passes, missing fails under CI, else skips.</summary>
+    internal static void RequireInstalled(string? binaryPath, bool underCi)
     {
-        if (BinaryPath is not null)
+        if (binaryPath is not null)
         {
             return;
         }
 
-        if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        if (underCi)
         {
             Assert.Fail("redis-server is required under CI=true (apt-get install -y redis-server) but was not found.");
         }
