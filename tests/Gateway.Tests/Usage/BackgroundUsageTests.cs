@@ -56,15 +56,22 @@ public sealed class BackgroundUsageTests() : GatewayTestBed
         var (id, _) = await CreateBackgroundAsync(Gateway, client, backgroundMs: 1500);
 
         // Whatever the machine's speed: every answer showing "queued" logs none, the first showing "completed" the usage.
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var sawQueued = 0;
-        Retrieval retrieval;
-        while ((retrieval = await RetrieveAsync(Gateway, client, id, stream: false)).Status == "queued")
-        {
-            UsageEvents.AssertNoTokens(retrieval.Usage);
-            sawQueued++;
-            await Task.Delay(100, timeout.Token);
-        }
+        var retrieval = await Eventually.ValueAsync(
+            async () =>
+            {
+                var seen = await RetrieveAsync(Gateway, client, id, stream: false);
+                if (seen.Status == "queued")
+                {
+                    UsageEvents.AssertNoTokens(seen.Usage);
+                    sawQueued++;
+                }
+
+                return seen;
+            },
+            seen => seen.Status != "queued",
+            "a retrieval sees the background response no longer queued",
+            TimeSpan.FromSeconds(60));
 
         Assert.Equal("completed", retrieval.Status);
         Assert.Equal("upstream", UsageEvents.Text(retrieval.Usage, "UsageSource"));
