@@ -230,4 +230,13 @@ public sealed class RequestBodyEditorTests
         Assert.Equal("missing_required_parameter", error?.Code);
         Assert.Equal("model", error?.Param);
     }
+
+    [Fact]
+    public void Policy_CapWithTheLimitOnlyNestedInMetadata_CapAddedAtTheTopLevel()
+    {
+        var (forwarded, facts, _) = Policy("""{"metadata":{"max_output_tokens":999999},"model":"gpt-4o"}""", ApiRouteTable.ResponsesCreate, TenantWith(maxOutputTokens: 10));
+
+        Assert.Equal("""{"max_output_tokens":10,"metadata":{"max_output_tokens":999999},"model":"gpt-4o"}""", forwarded);
+        Assert.Equal(10, facts.MaxOutputTokens);
+    }
 }

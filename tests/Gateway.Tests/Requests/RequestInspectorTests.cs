@@ -195,4 +195,26 @@ public sealed class RequestInspectorTests
     {
         Assert.Equal("gpt-\U0001F600", Facts("""{"model":"gpt-\ud83d\ude00","input":"\ud83d\ude00"}""").Model);
     }
+
+    [Theory]
+    [InlineData("""{"max_output_tokens":1e3}""")]
+    [InlineData("""{"max_output_tokens":99999999999999999999}""")]
+    [InlineData("""{"max_output_tokens":true}""")]
+    public void Inspect_OutputLimitNotAnInt64_RefusedRatherThanCoerced(string json)
+    {
+        var error = Refusal(json);
+
+        Assert.Equal("invalid_type", error.Code);
+        Assert.Equal("max_output_tokens", error.Param);
+    }
+
+    [Fact]
+    public void Inspect_PolicyKeysNestedInOtherObjects_NotReadAsTheTopLevelOnes()
+    {
+        var facts = Facts("""{"metadata":{"model":"gpt-x","max_output_tokens":999999,"stream":"yes"},"text":{"stream":true},"model":"gpt-4o"}""");
+
+        Assert.Equal("gpt-4o", facts.Model);
+        Assert.False(facts.Stream);
+        Assert.Null(facts.OutputLimit);
+    }
 }
