@@ -37,7 +37,6 @@ internal sealed class RequestRecorder(bool enabled)
 
     private RecordedRequest Add(HttpContext context, byte[] body)
     {
-
         var request = context.Request;
         var headers = new Dictionary<string, string[]>(request.Headers.Count, StringComparer.OrdinalIgnoreCase);
         foreach (var (name, values) in request.Headers)
