@@ -271,7 +271,21 @@ public sealed class SharedOwnershipRedisTests
 
             var one = await GatewayHost.StartAsync(upstream.BaseUrl, Configure);
             var two = await GatewayHost.StartAsync(upstream.BaseUrl, Configure);
-            return new Cluster(redis, upstream, one, two);
+
+            // The Redis connection is made in the background: a request before it is served by the memory fallback,
+            // and its ownership record never reaches Redis (this raced under load: the record read back was null).
+            var cluster = new Cluster(redis, upstream, one, two);
+            try
+            {
+                await WaitForStoreUpAsync(one);
+                await WaitForStoreUpAsync(two);
+                return cluster;
+            }
+            catch
+            {
+                await cluster.DisposeAsync();
+                throw;
+            }
         }
 
         public async ValueTask DisposeAsync()

@@ -148,14 +148,28 @@ public sealed class BackgroundUsageTests() : GatewayTestBed
         Assert.Equal(13, a.Logs.UsageEvents.Count + b.Logs.UsageEvents.Count);
     }
 
-    private Task<GatewayHost> StartReplicaAsync(RedisServer redis) =>
-        GatewayHost.StartAsync(Upstream.BaseUrl, c =>
+    private async Task<GatewayHost> StartReplicaAsync(RedisServer redis)
+    {
+        var replica = await GatewayHost.StartAsync(Upstream.BaseUrl, c =>
         {
             c["ConnectionStrings:Redis"] = redis.ConnectionString;
             // With a token budget the POST takes a reservation that waits (held) for the response's usage: the
             // claim must still count the response once.
             c["Gateway:Tenants:tenant-a:Limits:TokensPerDay"] = "1000000";
         });
+
+        // Served by the memory fallback until Redis is connected, a replica would claim usage the other cannot see.
+        try
+        {
+            await Quotas.QuotaTestKit.WaitForStoreAsync(replica);
+            return replica;
+        }
+        catch
+        {
+            await replica.DisposeAsync();
+            throw;
+        }
+    }
 
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
