@@ -34,6 +34,7 @@ internal static class AdminEndpoints
                 w.WriteEndObject();
                 w.WriteString("body", request.BodyText);
                 w.WriteString("receivedAt", request.ReceivedAt);
+                w.WriteBoolean("aborted", request.Aborted);
                 w.WriteEndObject();
             }
 

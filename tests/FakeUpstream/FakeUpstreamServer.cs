@@ -33,6 +33,9 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
     /// <summary>Number of <c>/v1</c> requests received (counted even when recording is off).</summary>
     public int RequestCount => _state.Recorder.Count;
 
+    /// <summary>Number of <c>/v1</c> requests the caller aborted while the fake was serving them (counted even when recording is off).</summary>
+    public int AbortedRequestCount => _state.Recorder.AbortedCount;
+
     /// <summary>Usage this fake has delivered.</summary>
     public UsageLedger Ledger => _state.Ledger;
 

@@ -10,6 +10,13 @@ public sealed record RecordedRequest(
     byte[] Body,
     DateTimeOffset ReceivedAt)
 {
+    private int _aborted;
+
+    /// <summary>True once the caller aborted this request while the fake was serving it (<c>HttpContext.RequestAborted</c> fired).</summary>
+    public bool Aborted => Volatile.Read(ref _aborted) == 1;
+
+    internal void MarkAborted() => Volatile.Write(ref _aborted, 1);
+
     /// <summary>The body decoded as UTF-8 (convenience for assertions and logs).</summary>
     public string BodyText => System.Text.Encoding.UTF8.GetString(Body);
 

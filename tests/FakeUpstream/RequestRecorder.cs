@@ -8,20 +8,35 @@ internal sealed class RequestRecorder(bool enabled)
     private readonly Lock _gate = new();
     private readonly List<RecordedRequest> _requests = [];
     private int _count;
+    private int _aborted;
 
     public bool Enabled { get; } = enabled;
 
     /// <summary>Requests seen (counted even when recording is off).</summary>
     public int Count => Volatile.Read(ref _count);
 
+    /// <summary>
+    /// Requests whose <see cref="HttpContext.RequestAborted"/> fired while the fake was still serving them: the caller
+    /// (the gateway) hung up or reset the stream. Counted even when recording is off.
+    /// </summary>
+    public int AbortedCount => Volatile.Read(ref _aborted);
+
     public void Record(HttpContext context, byte[] body)
     {
         Interlocked.Increment(ref _count);
-        if (!Enabled)
-        {
-            return;
-        }
+        var recorded = Enabled ? Add(context, body) : null;
 
+        // Disposed with the request, so only an abort before the answer is complete counts.
+        context.Response.RegisterForDispose(context.RequestAborted.Register(static state =>
+        {
+            var (recorder, request) = ((RequestRecorder, RecordedRequest?))state!;
+            Interlocked.Increment(ref recorder._aborted);
+            request?.MarkAborted();
+        }, (this, recorded)));
+    }
+
+    private RecordedRequest Add(HttpContext context, byte[] body)
+    {
         var request = context.Request;
         var headers = new Dictionary<string, string[]>(request.Headers.Count, StringComparer.OrdinalIgnoreCase);
         foreach (var (name, values) in request.Headers)
@@ -40,6 +55,8 @@ internal sealed class RequestRecorder(bool enabled)
         {
             _requests.Add(recorded);
         }
+
+        return recorded;
     }
 
     public RecordedRequest[] Snapshot()
@@ -56,6 +73,7 @@ internal sealed class RequestRecorder(bool enabled)
         {
             _requests.Clear();
             Interlocked.Exchange(ref _count, 0);
+            Interlocked.Exchange(ref _aborted, 0);
         }
     }
 }

@@ -35,6 +35,7 @@ public sealed class ForwardingTests() : GatewayTestBed(c =>
         Assert.Equal("identity", upstream.Header("Accept-Encoding"));
         Assert.Equal("js", upstream.Header("X-Stainless-Lang"));
         Assert.NotEqual(Gateway.RootUrl.Authority, upstream.Header("Host"));
+        Assert.False(upstream.Aborted); // a request answered in full is not an abort
     }
 
     [Fact]
@@ -91,8 +92,10 @@ public sealed class ForwardingTests() : GatewayTestBed(c =>
         await reader.NextAsync();
         response.Dispose(); // hang up
 
-        // The upstream stream would take 10 s; it stops instead, so the fake never delivers its usage.
-        await Task.Delay(1500);
+        // The upstream stream would take 10 s; the gateway cancels its upstream request instead, and the fake sees
+        // that request aborted (its HttpContext.RequestAborted fired) long before it could deliver the usage.
+        await Eventually.UntilAsync(() => Upstream.AbortedRequestCount == 1, "the upstream saw its request aborted", TimeSpan.FromSeconds(8));
+        Assert.True(Assert.Single(Upstream.Requests).Aborted);
         Assert.Equal(0, Upstream.Ledger.ResponsesWithUsage);
         var usage = Assert.Single(await Gateway.Logs.WaitForUsageEventsAsync(1));
         Assert.Equal("client_aborted", usage.GetProperty("Outcome").GetString());

@@ -52,17 +52,15 @@ public sealed class ClusterConfigurationTests : IAsyncLifetime
 
         config.Write(("appsettings.json", Settings(withTenantB: true)));
 
-        var deadline = DateTime.UtcNow + PropagationGuard;
-        HttpStatusCode status;
-        do
-        {
-            await Task.Delay(250);
-            using var after = await clientB.GetAsync("models");
-            status = after.StatusCode;
-        }
-        while (status != HttpStatusCode.OK && DateTime.UtcNow < deadline);
-
-        Assert.Equal(HttpStatusCode.OK, status);
+        await Eventually.ValueAsync(
+            async () =>
+            {
+                using var after = await clientB.GetAsync("models");
+                return after.StatusCode;
+            },
+            status => status == HttpStatusCode.OK,
+            "tenant B's key, added to the mounted configuration, is accepted",
+            PropagationGuard);
         using (var stillA = await clientA.GetAsync("models"))
         {
             Assert.Equal(HttpStatusCode.OK, stillA.StatusCode);
@@ -94,17 +92,17 @@ public sealed class ClusterConfigurationTests : IAsyncLifetime
 
         secret.Write(("api-key", "upstream-key-after-rotation\n"));
 
-        var deadline = DateTime.UtcNow + PropagationGuard;
         var statuses = new List<HttpStatusCode>();
-        do
-        {
-            await Task.Delay(250);
-            using var response = await client.GetAsync("models");
-            statuses.Add(response.StatusCode);
-        }
-        while (_upstream.Requests[^1].Header("Authorization") != "Bearer upstream-key-after-rotation" && DateTime.UtcNow < deadline);
-
-        Assert.Equal("Bearer upstream-key-after-rotation", _upstream.Requests[^1].Header("Authorization"));
+        await Eventually.ValueAsync(
+            async () =>
+            {
+                using var response = await client.GetAsync("models");
+                statuses.Add(response.StatusCode);
+                return _upstream.Requests[^1].Header("Authorization");
+            },
+            authorization => authorization == "Bearer upstream-key-after-rotation",
+            "the upstream receives the rotated key",
+            PropagationGuard);
         Assert.All(statuses, s => Assert.Equal(HttpStatusCode.OK, s));
         var changed = Assert.Single(await gateway.WaitForEventsAsync("UpstreamKeyChanged", LogFlushGuard));
         Assert.Equal("Gateway:Upstream:ApiKeyFile", changed.GetProperty("Source").GetString());

@@ -72,19 +72,18 @@ public sealed class GracefulDrainTests : IAsyncLifetime
         // 1. Not ready at once, still alive.
         using (var probes = new HttpClient { BaseAddress = gateway.RootUrl, Timeout = TimeSpan.FromSeconds(10) })
         {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            HttpResponseMessage ready;
-            while ((ready = await probes.GetAsync("readyz")).StatusCode != HttpStatusCode.ServiceUnavailable && DateTime.UtcNow < deadline)
+            var (status, body) = await Eventually.ValueAsync(
+                async () =>
+                {
+                    using var ready = await probes.GetAsync("readyz");
+                    return (ready.StatusCode, await ready.Content.ReadAsStringAsync());
+                },
+                ready => ready.StatusCode == HttpStatusCode.ServiceUnavailable,
+                "/readyz answers 503 once SIGTERM arrived");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+            using (var readiness = JsonDocument.Parse(body))
             {
-                ready.Dispose();
-                await Task.Delay(20);
-            }
-
-            using (ready)
-            {
-                Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
-                using var body = JsonDocument.Parse(await ready.Content.ReadAsStringAsync());
-                Assert.True(body.RootElement.GetProperty("draining").GetBoolean());
+                Assert.True(readiness.RootElement.GetProperty("draining").GetBoolean());
             }
 
             using var alive = await probes.GetAsync("healthz");
@@ -142,23 +141,18 @@ public sealed class GracefulDrainTests : IAsyncLifetime
         Assert.All(_upstream.Requests, r => Assert.Equal("Bearer " + TestKeys.UpstreamKey, r.Header("Authorization")));
     }
 
-    private static async Task WaitUntilConnectionRefusedAsync(int port, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
+    private static Task WaitUntilConnectionRefusedAsync(int port, TimeSpan timeout) =>
+        Eventually.UntilAsync(async () =>
         {
             using var client = new TcpClient();
             try
             {
                 await client.ConnectAsync(IPAddress.Loopback, port);
+                return false;
             }
             catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionRefused)
             {
-                return;
+                return true;
             }
-
-            Assert.True(DateTime.UtcNow < deadline, $"The gateway still accepted connections {timeout} after SIGTERM.");
-            await Task.Delay(50);
-        }
-    }
+        }, "the gateway refuses connections after SIGTERM", timeout);
 }

@@ -22,8 +22,8 @@ public sealed class InFlightMetricTests
         var streams = new[] { await StartGatedStreamAsync(client, gate), await StartGatedStreamAsync(client, gate) };
 
         // The scrape itself is an active request too.
-        Assert.True(await EventuallyAsync(async () => await MetricAsync(gateway, "http_server_active_requests") >= 3),
-            "http_server_active_requests did not count the two open streams");
+        await Eventually.UntilAsync(async () => await MetricAsync(gateway, "http_server_active_requests") >= 3,
+            "http_server_active_requests counts the two open streams");
 
         upstream.ReleaseGate(gate);
         foreach (var stream in streams)
@@ -31,7 +31,7 @@ public sealed class InFlightMetricTests
             await DrainAsync(stream);
         }
 
-        Assert.True(await EventuallyAsync(async () => await MetricAsync(gateway, "http_server_active_requests") == 1),
-            "http_server_active_requests did not drop back once the streams ended");
+        await Eventually.UntilAsync(async () => await MetricAsync(gateway, "http_server_active_requests") == 1,
+            "http_server_active_requests drops back once the streams ended");
     }
 }

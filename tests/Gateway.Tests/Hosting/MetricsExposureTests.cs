@@ -129,22 +129,16 @@ public sealed class MetricsExposureTests
     private static async Task WaitForSeriesAsync(HttpClient metrics, string series)
     {
         // The exporter may serve a cached scrape for a moment after the first request.
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        string text;
-        do
-        {
-            using var response = await metrics.GetAsync("/metrics");
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            text = await response.Content.ReadAsStringAsync();
-        }
-        while (!text.Contains(series, StringComparison.Ordinal) && DateTime.UtcNow < deadline && await Delay());
-
-        Assert.True(text.Contains(series, StringComparison.Ordinal), text);
-        static async Task<bool> Delay()
-        {
-            await Task.Delay(100);
-            return true;
-        }
+        await Eventually.ValueAsync(
+            async () =>
+            {
+                using var response = await metrics.GetAsync("/metrics");
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                return await response.Content.ReadAsStringAsync();
+            },
+            text => text.Contains(series, StringComparison.Ordinal),
+            $"the scrape shows {series}",
+            TimeSpan.FromSeconds(20));
     }
 
     private static async Task AssertUnknownUrlAsync(HttpResponseMessage response, string method, string path)

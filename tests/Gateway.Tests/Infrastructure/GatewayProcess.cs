@@ -58,22 +58,13 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// </summary>
     public async Task<IReadOnlyList<JsonElement>> WaitForEventsAsync(string name, TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
+        var matching = await Eventually.LastValueAsync(() => Events.Where(e => EventName(e) == name).ToArray(), found => found.Length > 0 || _process.HasExited, timeout);
+        if (matching.Length == 0)
         {
-            var matching = Events.Where(e => EventName(e) == name).ToArray();
-            if (matching.Length > 0)
-            {
-                return matching;
-            }
-
-            if (DateTime.UtcNow >= deadline || _process.HasExited)
-            {
-                throw new TimeoutException($"No {name} event on the gateway's stdout within {timeout} (exited: {_process.HasExited}).\nstdout:\n{Stdout}");
-            }
-
-            await Task.Delay(50);
+            throw new TimeoutException($"No {name} event on the gateway's stdout within {timeout} (exited: {_process.HasExited}).\nstdout:\n{Stdout}");
         }
+
+        return matching;
     }
 
     /// <summary>

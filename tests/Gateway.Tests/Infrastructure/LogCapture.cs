@@ -41,36 +41,18 @@ public sealed class LogCapture : ILogEventSink
     /// Waits until at least <paramref name="count"/> events named <paramref name="eventName"/> were written; returns
     /// what is there at the deadline otherwise. A log line can follow the answer that shows its effect.
     /// </summary>
-    public async Task<IReadOnlyList<JsonElement>> WaitForEventsAsync(string eventName, int count = 1, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
-        while (true)
-        {
-            var events = Named(eventName);
-            if (events.Count >= count || DateTime.UtcNow > deadline)
-            {
-                return events;
-            }
-
-            await Task.Delay(20);
-        }
-    }
+    public Task<IReadOnlyList<JsonElement>> WaitForEventsAsync(string eventName, int count = 1, TimeSpan? timeout = null) =>
+        Eventually.LastValueAsync(() => Named(eventName), events => events.Count >= count, timeout ?? TimeSpan.FromSeconds(15));
 
     public async Task<JsonElement> SingleUsageEventAsync(string requestId, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
-        while (true)
-        {
-            var matches = UsageEvents.Where(e => e.GetProperty("RequestId").GetString() == requestId).ToArray();
-            if (matches.Length > 0 || DateTime.UtcNow > deadline)
-            {
-                Assert.Single(matches);
-                await Task.Delay(100); // a second event for the same request would be a defect: give it the chance to show
-                Assert.Single(UsageEvents, e => e.GetProperty("RequestId").GetString() == requestId);
-                return matches[0];
-            }
-
-            await Task.Delay(20);
-        }
+        var matches = await Eventually.LastValueAsync(
+            () => UsageEvents.Where(e => e.GetProperty("RequestId").GetString() == requestId).ToArray(),
+            found => found.Length > 0,
+            timeout ?? TimeSpan.FromSeconds(15));
+        Assert.Single(matches);
+        await Task.Delay(100); // a second event for the same request would be a defect: give it the chance to show
+        Assert.Single(UsageEvents, e => e.GetProperty("RequestId").GetString() == requestId);
+        return matches[0];
     }
 }

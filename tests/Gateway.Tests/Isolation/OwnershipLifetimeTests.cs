@@ -131,7 +131,7 @@ public sealed class OwnershipLifetimeTests
         }
 
         Assert.Equal(3, upstream.Requests.Count(r => r.Method == "GET")); // the evicted ids were answered by the gateway
-        Assert.True(await EventuallyAsync(async () => await OwnerEvictionsAsync(gateway) == 2), "gateway_store_evictions_total{kind=\"owner\"} is not 2");
+        await Eventually.UntilAsync(async () => await OwnerEvictionsAsync(gateway) == 2, "gateway_store_evictions_total{kind=\"owner\"} is 2");
     }
 
     private static async Task<double> OwnerEvictionsAsync(GatewayHost gateway)

@@ -27,7 +27,7 @@ public sealed class OfficialSdkQuotaTests
         // Free the slot as soon as the gateway has refused the SDK once (a 429 with retry-after: 1).
         var release = Task.Run(async () =>
         {
-            Assert.True(await EventuallyAsync(() => Task.FromResult(Refusals(gateway) > 0)), "the SDK's first attempt was never refused");
+            await Eventually.UntilAsync(() => Refusals(gateway) > 0, "the gateway refused the SDK's first attempt");
             upstream.ReleaseGate("busy");
             await DrainAsync(holder);
         });

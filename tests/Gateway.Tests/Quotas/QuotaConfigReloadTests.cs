@@ -25,8 +25,8 @@ public sealed class QuotaConfigReloadTests
 
         // Raised: the same minute now has room for two more, and the new model is allowed. (Refusals count nothing.)
         await File.WriteAllTextAsync(file, LimitsJson(rpm: 4, models: "\"gpt-4o-mini\",\"gpt-4o\""));
-        Assert.True(await EventuallyAsync(async () => (await QuotaAsync(client)).GetProperty("limits").GetProperty("requests_per_minute").GetInt64() == 4),
-            "raised limit never applied");
+        await Eventually.UntilAsync(async () => (await QuotaAsync(client)).GetProperty("limits").GetProperty("requests_per_minute").GetInt64() == 4,
+            "the raised limit applies");
         Assert.Equal(HttpStatusCode.OK, (await client.SendAsync(CreateResponse(model: "gpt-4o"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await client.SendAsync(CreateResponse())).StatusCode);
         using (var refused = await client.SendAsync(CreateResponse()))
@@ -37,8 +37,8 @@ public sealed class QuotaConfigReloadTests
 
         // Removed: no limit at all.
         await File.WriteAllTextAsync(file, LimitsJson(rpm: 0, models: ""));
-        Assert.True(await EventuallyAsync(async () => (await QuotaAsync(client)).GetProperty("limits").GetProperty("requests_per_minute").ValueKind == System.Text.Json.JsonValueKind.Null),
-            "removed limit never applied");
+        await Eventually.UntilAsync(async () => (await QuotaAsync(client)).GetProperty("limits").GetProperty("requests_per_minute").ValueKind == System.Text.Json.JsonValueKind.Null,
+            "the removed limit no longer applies");
         using (var unlimited = await client.SendAsync(CreateResponse()))
         {
             Assert.Equal(HttpStatusCode.OK, unlimited.StatusCode);

@@ -35,7 +35,7 @@ public sealed class QuotaStoreFailureTests
         using var two = second.CreateClient();
 
         // Shared: a slot held through one replica is taken for the other.
-        Assert.True(await SharedAsync(upstream, one, two, "before"), "limits were not shared while Redis was up");
+        Assert.True(await SharedAsync(upstream, (first, one), (second, two), "before"), "limits were not shared while Redis was up");
 
         await redis.StopProcessAsync();
 
@@ -57,8 +57,8 @@ public sealed class QuotaStoreFailureTests
         Assert.Equal("ready", ready.GetProperty("status").GetString());
         Assert.Equal("redis", ready.GetProperty("store").GetString());
         Assert.Equal("down", ready.GetProperty("store_state").GetString());
-        Assert.True(await EventuallyAsync(async () => await MetricAsync(first, "gateway_quota_store_failures_total") > 0),
-            "gateway_quota_store_failures_total did not count the outage");
+        await Eventually.UntilAsync(async () => await MetricAsync(first, "gateway_quota_store_failures_total") > 0,
+            "gateway_quota_store_failures_total counts the outage");
         upstream.ReleaseGate("during");
         await DrainAsync(held);
 
@@ -66,8 +66,8 @@ public sealed class QuotaStoreFailureTests
 
         // Back: without a restart, once RedisRetryInterval has passed and the connection is re-established.
         var attempt = 0;
-        Assert.True(await EventuallyAsync(() => SharedAsync(upstream, one, two, "after-" + attempt++), TimeSpan.FromSeconds(45)),
-            "shared enforcement did not resume after Redis came back");
+        await Eventually.UntilAsync(() => SharedAsync(upstream, (first, one), (second, two), "after-" + attempt++),
+            "shared enforcement resumes after Redis came back", TimeSpan.FromSeconds(45));
         Assert.Equal("up", (await ReadyAsync(first)).Body.GetProperty("store_state").GetString());
         Assert.Equal("up", (await ReadyAsync(second)).Body.GetProperty("store_state").GetString());
     }
@@ -117,8 +117,8 @@ public sealed class QuotaStoreFailureTests
 
         await redis.StartProcessAsync();
 
-        Assert.True(await EventuallyAsync(async () => (await client.SendAsync(CreateResponse())).StatusCode == HttpStatusCode.OK, TimeSpan.FromSeconds(45)),
-            "requests were still refused after Redis came back");
+        await Eventually.UntilAsync(async () => (await client.SendAsync(CreateResponse())).StatusCode == HttpStatusCode.OK,
+            "requests are served again after Redis came back", TimeSpan.FromSeconds(45));
         Assert.Equal(HttpStatusCode.OK, (await ReadyAsync(gateway)).Status);
     }
 
@@ -145,8 +145,8 @@ public sealed class QuotaStoreFailureTests
         var straddlingId = RequestId(straddling)!;
 
         await redis.StartProcessAsync();
-        Assert.True(await EventuallyAsync(async () => (await ReadyAsync(gateway)).Body.GetProperty("store_state").GetString() == "up", TimeSpan.FromSeconds(45)),
-            "Redis never came back");
+        await Eventually.UntilAsync(async () => (await ReadyAsync(gateway)).Body.GetProperty("store_state").GetString() == "up",
+            "/readyz reports Redis back", TimeSpan.FromSeconds(45));
         upstream.ReleaseGate("straddle");
         await DrainAsync(straddling);
         await gateway.Logs.SingleUsageEventAsync(straddlingId);
@@ -187,20 +187,31 @@ public sealed class QuotaStoreFailureTests
         Assert.Equal(15, Used(fallback, "tokens_today")); // the billed tokens, not 15 - reservation: the fallback never held it
     }
 
-    /// <summary>Holds a slot through <paramref name="holder"/>; true when <paramref name="other"/> is then refused (limits shared).</summary>
-    private static async Task<bool> SharedAsync(FakeUpstreamServer upstream, HttpClient holder, HttpClient other, string gate)
+    /// <summary>
+    /// Holds a slot through <paramref name="holder"/>; true when <paramref name="other"/> is then refused (limits shared).
+    /// Returns only once both requests are settled (their usage events are written after the settle), so a lease still
+    /// held from this probe cannot make the next one look shared.
+    /// </summary>
+    private static async Task<bool> SharedAsync(FakeUpstreamServer upstream, (GatewayHost Gateway, HttpClient Client) holder, (GatewayHost Gateway, HttpClient Client) other, string gate)
     {
-        var held = await StartGatedStreamAsync(holder, gate);
+        var held = await StartGatedStreamAsync(holder.Client, gate);
+        var heldId = RequestId(held)!;
+        string? otherId = null;
         try
         {
-            using var response = await other.SendAsync(CreateResponse());
+            using var response = await other.Client.SendAsync(CreateResponse());
+            otherId = RequestId(response);
             return response.StatusCode == HttpStatusCode.TooManyRequests;
         }
         finally
         {
             upstream.ReleaseGate(gate);
             await DrainAsync(held);
-            await Task.Delay(50); // let the holder's settle land before the next probe
+            await holder.Gateway.Logs.SingleUsageEventAsync(heldId);
+            if (otherId is not null)
+            {
+                await other.Gateway.Logs.SingleUsageEventAsync(otherId);
+            }
         }
     }
 

@@ -141,30 +141,13 @@ internal static class QuotaTestKit
     public static async Task WaitForStoreAsync(GatewayHost gateway)
     {
         using var http = new HttpClient { BaseAddress = gateway.RootUrl };
-        Assert.True(await EventuallyAsync(async () =>
+        await Eventually.UntilAsync(async () =>
         {
             using var response = await http.GetAsync("/readyz");
             using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
             return body.RootElement.GetProperty("store_state").GetString() == "up";
-        }), "the gateway's store never became ready");
+        }, "the gateway's /readyz reports the store up");
     }
-
-    public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
-        while (DateTime.UtcNow < deadline)
-        {
-            if (await condition())
-            {
-                return true;
-            }
-
-            await Task.Delay(100);
-        }
-
-        return false;
-    }
-
 }
 
 /// <summary>A fake upstream and a gateway using the named store (<c>memory</c>, or <c>redis</c> on its own redis-server).</summary>

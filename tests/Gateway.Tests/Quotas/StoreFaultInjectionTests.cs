@@ -124,13 +124,13 @@ public sealed class StoreFaultInjectionTests(ITestOutputHelper output)
 
         foreach (var replica in replicas)
         {
-            Assert.True(await EventuallyAsync(async () =>
+            await Eventually.UntilAsync(async () =>
             {
                 using var http = new HttpClient { BaseAddress = replica.RootUrl };
                 using var ready = await http.GetAsync("/readyz");
                 return ready.StatusCode == HttpStatusCode.OK
                     && JsonDocument.Parse(await ready.Content.ReadAsStringAsync()).RootElement.GetProperty("store_state").GetString() == "up";
-            }, TimeSpan.FromSeconds(10)), "a replica did not report ready with the store up");
+            }, "the replica reports ready with the store up", TimeSpan.FromSeconds(10));
         }
 
         foreach (var client in clients.SelectMany(c => c))

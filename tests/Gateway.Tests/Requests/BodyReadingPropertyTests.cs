@@ -90,9 +90,11 @@ public sealed class BodyReadingPropertyTests
             }
         }, iter: Bodies, print: c => c.ToString());
 
-        // The property must not hold vacuously: many bodies go through (edited or not), many are refused.
-        Assert.True(accepted > Bodies / 5, $"accepted {accepted} of {Bodies}");
-        Assert.True(edited > Bodies / 20, $"edited {edited} of {Bodies}");
+        // The property must not hold vacuously: many bodies go through (edited or not), many are refused. The bounds sit
+        // far below the generator's rates (measured: about 20 % accepted, 8 % edited, 80 % refused; sd about 0.4 % at
+        // this sample size), so a random sample cannot fail them; the old bound of exactly 20 % accepted failed one run in five.
+        Assert.True(accepted > Bodies / 10, $"accepted {accepted} of {Bodies}");
+        Assert.True(edited > Bodies / 40, $"edited {edited} of {Bodies}");
         Assert.True(refused > Bodies / 5, $"refused {refused} of {Bodies}");
     }
 

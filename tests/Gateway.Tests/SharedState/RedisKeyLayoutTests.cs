@@ -61,7 +61,7 @@ public sealed partial class RedisKeyLayoutTests
         Assert.All(keys, key => Assert.StartsWith("llmgw:", key, StringComparison.Ordinal));
 
         // The one documented key without a TTL: the data-loss marker (RedisDataLossMonitor), one per installation.
-        Assert.True(await EventuallyAsync(() => database.KeyExistsAsync("llmgw:instance-marker")), "no instance marker");
+        await Eventually.UntilAsync(() => database.KeyExistsAsync("llmgw:instance-marker"), "the instance marker exists");
         keys.Remove("llmgw:instance-marker");
         Assert.Null(await database.KeyTimeToLiveAsync("llmgw:instance-marker"));
         var tenantA = keys.Where(k => k.StartsWith("llmgw:{t:tenant-a}:", StringComparison.Ordinal)).ToList();

@@ -40,10 +40,10 @@ public sealed class TenantKeyTests
         Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("models")).StatusCode);
 
         await File.WriteAllTextAsync(file, TenantsJson(TestKeys.Hash(TestKeys.KeyA), TestKeys.Hash(NewKey)));
-        Assert.True(await EventuallyAsync(async () => (await client.GetAsync("models")).StatusCode == HttpStatusCode.OK), "added key never accepted");
+        await Eventually.UntilAsync(async () => (await client.GetAsync("models")).StatusCode == HttpStatusCode.OK, "the added key is accepted", TimeSpan.FromSeconds(15));
 
         await File.WriteAllTextAsync(file, TenantsJson(TestKeys.Hash(TestKeys.KeyA)));
-        Assert.True(await EventuallyAsync(async () => (await client.GetAsync("models")).StatusCode == HttpStatusCode.Unauthorized), "removed key still accepted");
+        await Eventually.UntilAsync(async () => (await client.GetAsync("models")).StatusCode == HttpStatusCode.Unauthorized, "the removed key is refused", TimeSpan.FromSeconds(15));
 
         // A broken edit is rejected and the last good configuration stays in force.
         await File.WriteAllTextAsync(file, TenantsJson("not-a-sha256"));
@@ -55,20 +55,4 @@ public sealed class TenantKeyTests
 
     private static string TenantsJson(params string[] hashes) =>
         "{\"Gateway\":{\"Tenants\":{\"tenant-a\":{\"KeyHashes\":[" + string.Join(",", hashes.Select(h => "\"" + h + "\"")) + "]}}}}";
-
-    private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (DateTime.UtcNow < deadline)
-        {
-            if (await condition())
-            {
-                return true;
-            }
-
-            await Task.Delay(200);
-        }
-
-        return false;
-    }
 }

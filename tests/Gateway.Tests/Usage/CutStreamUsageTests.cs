@@ -136,11 +136,7 @@ public sealed class CutStreamUsageTests() : GatewayTestBed
         var send = client.SendAsync(request, cancel.Token);
 
         // Once the upstream holds the request, the client gives up.
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (Upstream.RequestCount == 0)
-        {
-            await Task.Delay(20, timeout.Token);
-        }
+        await Eventually.UntilAsync(() => Upstream.RequestCount > 0, "the upstream holds the request");
 
         await cancel.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => send);

@@ -59,23 +59,16 @@ public sealed partial class UsageMetricsTests() : GatewayTestBed
         // Metrics are recorded just after the event is written, and the exporter may serve a cached scrape for a moment:
         // poll until the scrape shows every request (the assertions below then say what differs, if anything).
         using var root = new HttpClient { BaseAddress = Gateway.RootUrl };
-        Dictionary<(string, string, string), long> tokens = [];
-        Dictionary<(string, string, string, string), long> requests = [];
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        do
-        {
-            var text = await root.GetStringAsync("metrics");
-            tokens = Series(text, "gateway_tokens_total").ToDictionary(s => (s.Labels["tenant"], s.Labels["model"], s.Labels["kind"]), s => s.Value);
-            requests = Series(text, "gateway_requests_total")
-                .ToDictionary(s => (s.Labels["tenant"], s.Labels["endpoint"], s.Labels["outcome"], s.Labels["http_response_status_code"]), s => s.Value);
-            if (Same(tokens, expectedTokens) && Same(requests, expectedRequests))
+        var (tokens, requests) = await Eventually.LastValueAsync(
+            async () =>
             {
-                break;
-            }
-
-            await Task.Delay(200);
-        }
-        while (DateTime.UtcNow < deadline);
+                var text = await root.GetStringAsync("metrics");
+                return (Tokens: Series(text, "gateway_tokens_total").ToDictionary(s => (s.Labels["tenant"], s.Labels["model"], s.Labels["kind"]), s => s.Value),
+                    Requests: Series(text, "gateway_requests_total")
+                        .ToDictionary(s => (s.Labels["tenant"], s.Labels["endpoint"], s.Labels["outcome"], s.Labels["http_response_status_code"]), s => s.Value));
+            },
+            scrape => Same(scrape.Tokens, expectedTokens) && Same(scrape.Requests, expectedRequests),
+            TimeSpan.FromSeconds(20));
 
         Assert.Equal(expectedTokens.OrderBy(p => p.Key).ToArray(), tokens.OrderBy(p => p.Key).ToArray());
         Assert.Equal(expectedRequests.OrderBy(p => p.Key).ToArray(), requests.OrderBy(p => p.Key).ToArray());
