@@ -156,7 +156,7 @@ public sealed class DollarBudgetTests
 
     private static async Task<JsonElement[]> WaitForAllEventsAsync(GatewayHost a, GatewayHost b, int count)
     {
-        Assert.True(await QuotaTestKit.EventuallyAsync(() => Task.FromResult(a.Logs.UsageEvents.Count + b.Logs.UsageEvents.Count >= count)));
+        await Eventually.UntilAsync(() => a.Logs.UsageEvents.Count + b.Logs.UsageEvents.Count >= count, $"{count} usage events across both replicas");
         return [.. a.Logs.UsageEvents, .. b.Logs.UsageEvents];
     }
 }
