@@ -58,17 +58,27 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 
     // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows, else now's)
     //       7-9 tokens(minute/day/month) of now 10 the conversation's context size
-    // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 tenant key prefix
+    // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 unused (empty)
     //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month 16 nowMs 17 heldKeyTtlMs
     //       18 input 19 estimated 20 mark value ("in:out:usd", "~in:out:usd" when estimated) 21 hasConversation
     // Dollar budgets (micro-dollars): KEYS 11-12 usd(day/month) of the reservation's windows (else now's) 13-14 of now;
     //       ARGV 22 reservedMicroUsd 23 billedMicroUsd
+    // A held reservation's windows: KEYS 15-17 tokens(minute/day/month) 18-19 usd(day/month) of ARGV 24-26 (minute, day, month).
+    // Redis Cluster requires every key a script touches in KEYS, so the caller names the held windows' keys before it
+    // knows them: it guesses now's windows; a held reservation from other windows returns { -1, minute, day, month }
+    // before anything is written, and the caller runs the script again with those.
     // A held reservation is remembered past its timeout (until heldKeyTtl) so that usage first seen after the timeout
     // is known to be covered by the estimate that was kept, and is not charged a second time.
     // The counted mark holds the usage that was counted: a later claim with the real usage of an estimated response
     // replaces it and charges the difference, once. Reservations are refunded in their windows (4-6), usage is charged
     // to now's (7-9), where it was spent.
     private const string SettleScript = """
+        if ARGV[1] == '1' and not (ARGV[6] == '1' and ARGV[3] == '1') then
+          local hw = redis.call('HMGET', KEYS[2], 'm', 'd', 'mo')
+          if hw[1] and (hw[1] ~= ARGV[24] or hw[2] ~= ARGV[25] or hw[3] ~= ARGV[26]) then
+            return { -1, tonumber(hw[1]), tonumber(hw[2]), tonumber(hw[3]) }
+          end
+        end
         local function add(tm, td, tmo, delta)
           if delta ~= 0 then
             redis.call('INCRBY', tm, delta); redis.call('PEXPIRE', tm, ARGV[10])
@@ -114,9 +124,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             if held[1] then
               redis.call('DEL', KEYS[2])
               if tonumber(held[5]) > tonumber(ARGV[16]) then
-                local p = ARGV[9]
-                add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], -tonumber(held[1]))
-                addusd(p .. 'ud:' .. held[3], p .. 'umo:' .. held[4], -tonumber(held[6] or '0'))
+                add(KEYS[15], KEYS[16], KEYS[17], -tonumber(held[1]))
+                addusd(KEYS[18], KEYS[19], -tonumber(held[6] or '0'))
               else
                 billed = 0; billedu = 0
               end
@@ -220,24 +229,42 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var input = request.InputTokens;
         var output = request.BilledTokens - input;
         var mark = string.Concat(request.Estimated ? "~" : "", Num(input), ":", Num(output), ":", Num(request.BilledMicroUsd));
-        var result = await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
+        var held = (Minute: w.Minute, Day: w.Day, Month: w.Month);
+        for (var attempt = 1; ; attempt++)
+        {
+            var values = await SettleOnceAsync(held.Minute, held.Day, held.Month);
+            if ((int)values[0] != -1)
+            {
+                return new SettleResult((int)values[0] == 1, (int)values[1] == 1 ? new UsageCorrection((long)values[2], (long)values[3], (long)values[4]) : null);
+            }
+
+            // A held reservation hash is written once per response id, so the second attempt names its windows.
+            if (attempt == 3)
+            {
+                throw new InvalidOperationException($"The held reservation of '{responseId}' kept changing windows while being settled.");
+            }
+
+            held = ((long)values[1], (long)values[2], (long)values[3]);
+        }
+
+        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
                 prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month),
                 prefix + "ctx:" + (request.ConversationId ?? "-"),
                 prefix + "ud:" + Num(day), prefix + "umo:" + Num(month), prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
+                prefix + "tm:" + Num(heldMinute), prefix + "td:" + Num(heldDay), prefix + "tmo:" + Num(heldMonth),
+                prefix + "ud:" + Num(heldDay), prefix + "umo:" + Num(heldMonth),
             ],
             [
                 request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
                 reservation?.ReservedTokens ?? 0, request.BilledTokens, request.HoldForResponseId is null ? "0" : "1", now + Ms(request.HoldTimeout),
-                reservation?.LeaseId ?? "", prefix, Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
+                reservation?.LeaseId ?? "", "", Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
                 minute, day, month, now, Ms(request.HoldTimeout + request.ClaimRetention),
                 input, request.Estimated ? "1" : "0", mark, request.ConversationId is null ? "0" : "1",
-                reservation?.ReservedMicroUsd ?? 0, request.BilledMicroUsd,
-            ]);
-        var values = (RedisResult[])result!;
-        return new SettleResult((int)values[0] == 1, (int)values[1] == 1 ? new UsageCorrection((long)values[2], (long)values[3], (long)values[4]) : null);
+                reservation?.ReservedMicroUsd ?? 0, request.BilledMicroUsd, heldMinute, heldDay, heldMonth,
+            ]))!;
     }
 
     public async ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken)

@@ -657,3 +657,68 @@ public sealed class RedisStateStoreContractTests(RedisStateStoreContractTests.Re
         }
     }
 }
+
+/// <summary>
+/// The same contract on a real three-node Redis Cluster: every script's keys must be in KEYS and in one hash slot
+/// (the tenant's <c>{t:tenant}</c> tag), or the cluster refuses the call. One cluster for the class.
+/// </summary>
+public sealed class RedisClusterStateStoreContractTests(RedisClusterStateStoreContractTests.ClusterFixture cluster)
+    : SharedStateStoreContract, IClassFixture<RedisClusterStateStoreContractTests.ClusterFixture>
+{
+    private protected override async Task<ISharedStateStore> CreateStoreAsync(FakeTimeProvider time)
+    {
+        var connection = await cluster.ConnectAsync();
+        return new RedisStateStore(connection, "cc" + Guid.NewGuid().ToString("N")[..12]);
+    }
+
+    protected override async Task LetTimePassAsync(TimeSpan span)
+    {
+        await base.LetTimePassAsync(span);
+        await Task.Delay(span);
+    }
+
+    public sealed class ClusterFixture : IAsyncLifetime
+    {
+        private readonly SemaphoreSlim _gate = new(1, 1);
+        private RedisCluster? _cluster;
+        private ConnectionMultiplexer? _connection;
+
+        public async Task<IConnectionMultiplexer> ConnectAsync()
+        {
+            RedisServer.RequireInstalled();
+            await _gate.WaitAsync();
+            try
+            {
+                _cluster ??= await RedisCluster.StartAsync();
+                if (_connection is null)
+                {
+                    _connection = await ConnectionMultiplexer.ConnectAsync(_cluster.ConnectionString);
+                    Assert.Equal(ServerType.Cluster, _connection.GetServer(_connection.GetEndPoints()[0]).ServerType);
+                }
+
+                return _connection;
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        public Task InitializeAsync() => Task.CompletedTask;
+
+        public async Task DisposeAsync()
+        {
+            if (_connection is not null)
+            {
+                await _connection.DisposeAsync();
+            }
+
+            if (_cluster is not null)
+            {
+                await _cluster.DisposeAsync();
+            }
+
+            _gate.Dispose();
+        }
+    }
+}
