@@ -44,37 +44,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         {
             state.Prune(w);
             var counters = state.Read(w);
-            var decision = AdmissionDecision.Admitted;
+            var decision = AdmissionOrder.Decide(request, counters);
             var countsRequest = !request.TokensOnly;
-            if (countsRequest && limits.MaxConcurrentRequests > 0 && counters.Concurrent >= limits.MaxConcurrentRequests)
-            {
-                decision = AdmissionDecision.Concurrency;
-            }
-            else if (countsRequest && limits.RequestsPerMinute > 0 && counters.Requests + 1 > limits.RequestsPerMinute)
-            {
-                decision = AdmissionDecision.RequestsPerMinute;
-            }
-            else if (limits.TokensPerMinute > 0 && counters.MinuteTokens + request.ReserveTokens > limits.TokensPerMinute)
-            {
-                decision = AdmissionDecision.TokensPerMinute;
-            }
-            else if (limits.TokensPerDay > 0 && counters.DayTokens + request.ReserveTokens > limits.TokensPerDay)
-            {
-                decision = AdmissionDecision.TokensPerDay;
-            }
-            else if (limits.TokensPerMonth > 0 && counters.MonthTokens + request.ReserveTokens > limits.TokensPerMonth)
-            {
-                decision = AdmissionDecision.TokensPerMonth;
-            }
-            else if (request.MicroUsdPerDay > 0 && counters.DayMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerDay)
-            {
-                decision = AdmissionDecision.UsdPerDay;
-            }
-            else if (request.MicroUsdPerMonth > 0 && counters.MonthMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerMonth)
-            {
-                decision = AdmissionDecision.UsdPerMonth;
-            }
-
             if (decision == AdmissionDecision.Admitted)
             {
                 TenantState.Add(state.Requests, w.Minute, countsRequest ? 1 : 0);

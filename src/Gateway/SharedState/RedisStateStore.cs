@@ -15,7 +15,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     // ARGV: 1 rpm 2 tpm 3 tpd 4 tpmo 5 maxConcurrent 6 reserve 7 nowMs 8 leaseId 9 leaseExpiryMs 10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 leaseTtlMs
     //       14 tokensOnly (1: the request was counted and holds its lease already; check and reserve tokens only)
     // Dollar budgets (micro-dollars): KEYS 6 usd(day) 7 usd(month); ARGV 15 usdPerDay 16 usdPerMonth 17 reserveMicroUsd
-    private const string AdmitScript = """
+    // The decision is AdmissionOrder's table, written out in Lua (decision = the refusing AdmissionDecision's value).
+    private static readonly string AdmitScript = """
         local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
         local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
         if ARGV[14] == '1' then rpm = 0; maxc = 0 end
@@ -28,15 +29,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         local umo = tonumber(redis.call('GET', KEYS[7]) or '0')
         redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
         local c = redis.call('ZCARD', KEYS[5])
-        local decision = 0
-        if maxc > 0 and c >= maxc then decision = 5
-        elseif rpm > 0 and r + 1 > rpm then decision = 1
-        elseif tpm > 0 and tm + reserve > tpm then decision = 2
-        elseif tpd > 0 and td + reserve > tpd then decision = 3
-        elseif tpmo > 0 and tmo + reserve > tpmo then decision = 4
-        elseif upd > 0 and ud + ru > upd then decision = 6
-        elseif upmo > 0 and umo + ru > upmo then decision = 7
-        end
+
+        """ + AdmissionOrder.LuaDecision() + """
         if decision == 0 then
           if ARGV[14] ~= '1' then r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
           if reserve ~= 0 then
@@ -309,17 +303,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return true;
     }
 
-    private static AdmissionDecision MapDecision(int code) => code switch
-    {
-        1 => AdmissionDecision.RequestsPerMinute,
-        2 => AdmissionDecision.TokensPerMinute,
-        3 => AdmissionDecision.TokensPerDay,
-        4 => AdmissionDecision.TokensPerMonth,
-        5 => AdmissionDecision.Concurrency,
-        6 => AdmissionDecision.UsdPerDay,
-        7 => AdmissionDecision.UsdPerMonth,
-        _ => AdmissionDecision.Admitted,
-    };
+    private static AdmissionDecision MapDecision(int code) =>
+        Enum.IsDefined((AdmissionDecision)code) ? (AdmissionDecision)code : throw new InvalidOperationException($"The admission script returned {code}.");
 
     private string TenantPrefix(string tenantId) => string.Concat(keyPrefix, ":{t:", tenantId, "}:");
 
