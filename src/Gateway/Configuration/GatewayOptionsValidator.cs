@@ -125,7 +125,7 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
         RequireBetween("Gateway:Quotas:BackgroundReservationTimeout", quotas.BackgroundReservationTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromDays(30), "\"01:00:00\"", failures);
         RequireBetween("Gateway:Quotas:ConcurrencyLeaseTimeout", quotas.ConcurrencyLeaseTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1), "\"00:15:00\"", failures);
         RequireBetween("Gateway:Quotas:RedisTimeout", quotas.RedisTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(1), "\"00:00:00.500\"", failures);
-        RequireBetween("Gateway:Quotas:RedisRetryInterval", quotas.RedisRetryInterval, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10), "\"00:00:02\"", failures);
+        RequireBetween("Gateway:Quotas:RedisRetryInterval", quotas.RedisRetryInterval, TimeSpan.FromMilliseconds(10), TimeSpan.FromDays(1), "\"00:00:02\"", failures);
         RequireBetween("Gateway:Quotas:RedisDataLossCheckInterval", quotas.RedisDataLossCheckInterval, TimeSpan.FromMilliseconds(10), TimeSpan.FromDays(1), "\"00:00:30\"", failures);
     }
 
