@@ -14,7 +14,7 @@ namespace Gateway.SharedState;
 internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, TenantState> _tenants = new(StringComparer.Ordinal);
-    private readonly ExpiringRecords<string, string> _owners;
+    private readonly MemoryOwnershipStore _owners;
     // Keyed by (tenant, response id) without building a key string: one mark per stored response adds up.
     private readonly ExpiringRecords<(string Tenant, string ResponseId), UsageMark> _marks;
     private readonly ExpiringRecords<(string Tenant, string ResponseId), HeldReservation> _held;
@@ -26,7 +26,7 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     {
         _time = time;
         Func<int> capacity = () => settings?.Current.Quotas.MemoryStore.MaxRecords ?? MemoryStoreOptions.DefaultMaxRecords;
-        _owners = new(capacity, () => metrics?.RecordStoreEviction("owner"));
+        _owners = new(time, capacity, () => metrics?.RecordStoreEviction("owner"));
         _marks = new(capacity, () => metrics?.RecordStoreEviction("usage_mark"));
         _held = new(capacity, () => metrics?.RecordStoreEviction("held_reservation"));
         _contexts = new(capacity, () => metrics?.RecordStoreEviction("context"));
@@ -197,33 +197,21 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         }
     }
 
-    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken)
-    {
-        var now = _time.GetUtcNow();
-        _owners.AddOrExtend(objectId, tenantId, ExpiryOf(now, retention), now);
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
+        _owners.RecordOwnerAsync(objectId, tenantId, retention);
 
-    public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken)
-    {
-        var now = _time.GetUtcNow();
-        _owners.ExpireNoLaterThan(objectId, tenantId, now + keepFor, now);
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
+        _owners.ExpireOwnerAsync(objectId, tenantId, keepFor);
 
-    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
-        ValueTask.FromResult(_owners.TryGet(objectId, _time.GetUtcNow(), out var owner, out _) ? owner : null);
+    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
 
     /// <summary>The live ownership record of <paramref name="objectId"/>, if this store holds one.</summary>
     public bool TryGetOwnerRecord(string objectId, out string tenantId, out DateTimeOffset expiresAt) =>
-        _owners.TryGet(objectId, _time.GetUtcNow(), out tenantId, out expiresAt);
+        _owners.TryGetOwnerRecord(objectId, out tenantId, out expiresAt);
 
     public ValueTask<bool> PingAsync(CancellationToken cancellationToken) => ValueTask.FromResult(true);
 
     public void Dispose() => _sweeper.Dispose();
-
-    private static DateTimeOffset ExpiryOf(DateTimeOffset now, TimeSpan retention) =>
-        retention == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : now + retention;
 
     private void Sweep()
     {

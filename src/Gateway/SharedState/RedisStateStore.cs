@@ -152,32 +152,6 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return { first, corrected, din, dout, du }
         """;
 
-    // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever. First writer wins; the owner may lengthen (never shorten) the record.
-    private const string RecordOwnerScript = """
-        local owner = redis.call('GET', KEYS[1])
-        if not owner then
-          if ARGV[2] == '-1' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-          return 1
-        end
-        if owner ~= ARGV[1] then return 0 end
-        if ARGV[2] == '-1' then
-          redis.call('PERSIST', KEYS[1])
-        else
-          local ttl = redis.call('PTTL', KEYS[1])
-          if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-        end
-        return 1
-        """;
-
-    // KEYS: 1 owner; ARGV: 1 tenant 2 keepForMs. The owner's record expires after keepFor at the latest.
-    private const string ExpireOwnerScript = """
-        if redis.call('GET', KEYS[1]) == ARGV[1] then
-          local ttl = redis.call('PTTL', KEYS[1])
-          if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-        end
-        return 0
-        """;
-
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases 6 usd(day) 7 usd(month); ARGV: 1 nowMs
     private const string ReadScript = """
         return { tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(redis.call('GET', KEYS[2]) or '0'),
@@ -185,6 +159,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
                  redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf'),
                  tonumber(redis.call('GET', KEYS[6]) or '0'), tonumber(redis.call('GET', KEYS[7]) or '0') }
         """;
+
+    private readonly RedisOwnershipStore _owners = new(redis, keyPrefix);
 
     public string Kind => "redis";
 
@@ -287,15 +263,13 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6]);
     }
 
-    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(RecordOwnerScript, [OwnerKey(objectId)],
-            [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, Ms(retention))]);
+    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
+        _owners.RecordOwnerAsync(objectId, tenantId, retention);
 
-    public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(ExpireOwnerScript, [OwnerKey(objectId)], [tenantId, Math.Max(1, Ms(keepFor))]);
+    public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
+        _owners.ExpireOwnerAsync(objectId, tenantId, keepFor);
 
-    public async ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().StringGetAsync(OwnerKey(objectId));
+    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
 
     public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)
     {
@@ -307,8 +281,6 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         Enum.IsDefined((AdmissionDecision)code) ? (AdmissionDecision)code : throw new InvalidOperationException($"The admission script returned {code}.");
 
     private string TenantPrefix(string tenantId) => string.Concat(keyPrefix, ":{t:", tenantId, "}:");
-
-    private string OwnerKey(string objectId) => string.Concat(keyPrefix, ":own:", objectId);
 
     /// <summary>Input + output of a counted mark (<c>in:out:usd</c>, <c>~in:out:usd</c> when estimated; <c>1</c> from older versions).</summary>
     private static long MarkTokens(RedisValue mark)
