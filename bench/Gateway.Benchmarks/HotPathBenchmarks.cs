@@ -6,8 +6,8 @@ using Gateway.Routing;
 using Gateway.SharedState;
 using Gateway.Tenants;
 using Gateway.Usage;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Gateway.Benchmarks;
 

@@ -11,7 +11,7 @@ try
     // Building the host resolves the validated settings (the shutdown timeout depends on them), so a bad
     // configuration surfaces here, inside the try, as well as later while the host starts.
     var builder = WebApplication.CreateBuilder(GatewayConfigurationExtensions.ResolveOptions(args));
-    builder.AddGatewayConfiguration();
+    builder.AddGatewayConfiguration(args);
     builder.AddGatewayLogging();
     builder.AddGatewayServices();
 

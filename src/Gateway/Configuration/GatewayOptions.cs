@@ -148,6 +148,22 @@ internal sealed class QuotaOptions
     /// <summary>After a Redis failure, how long to stay on the fallback before trying Redis again.</summary>
     public TimeSpan RedisRetryInterval { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Prefix of every Redis key; one per gateway installation sharing a Redis.</summary>
+    public string RedisKeyPrefix { get; init; } = DefaultRedisKeyPrefix;
+
+    /// <summary>How often the Redis instance marker is checked for data loss (besides after every reconnect).</summary>
+    public TimeSpan RedisDataLossCheckInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// <c>ConnectionStrings:Redis</c> (outside this section, where hosting conventions put it): Redis when set,
+    /// else the in-process store. Filled by <see cref="GatewaySettings"/>; not bindable from <c>Gateway:Quotas</c>.
+    /// </summary>
+    public string? RedisConnectionString { get; internal set; }
+
+    public const string DefaultRedisKeyPrefix = "gw";
+
+    public const string RedisConnectionStringKey = "ConnectionStrings:Redis";
+
     public MemoryStoreOptions MemoryStore { get; init; } = new();
 }
 

@@ -42,6 +42,9 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             failures.Add("Gateway:Quotas:DefaultOutputTokenReservation must be 0 or more.");
         }
 
+        ValidateQuotaTimings(options.Quotas, failures);
+        ValidateRedis(options.Quotas, failures);
+
         if (options.Quotas.MemoryStore.MaxRecords <= 0)
         {
             failures.Add($"Gateway:Quotas:MemoryStore:MaxRecords must be a positive number of records (default {MemoryStoreOptions.DefaultMaxRecords}).");
@@ -113,6 +116,60 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
         }
     }
 
+    private static void ValidateQuotaTimings(QuotaOptions quotas, List<string> failures)
+    {
+        if (quotas.TokenizeBodyBytesThreshold < 0)
+        {
+            failures.Add("Gateway:Quotas:TokenizeBodyBytesThreshold must be 0 (always estimate at bytes/4) or a positive number of bytes (default 65536).");
+        }
+
+        RequireBetween("Gateway:Quotas:BackgroundReservationTimeout", quotas.BackgroundReservationTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromDays(30), "\"01:00:00\"", failures);
+        RequireBetween("Gateway:Quotas:ConcurrencyLeaseTimeout", quotas.ConcurrencyLeaseTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1), "\"00:15:00\"", failures);
+        RequireBetween("Gateway:Quotas:RedisTimeout", quotas.RedisTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(1), "\"00:00:00.500\"", failures);
+        RequireBetween("Gateway:Quotas:RedisRetryInterval", quotas.RedisRetryInterval, TimeSpan.FromMilliseconds(10), TimeSpan.FromDays(1), "\"00:00:02\"", failures);
+        RequireBetween("Gateway:Quotas:RedisDataLossCheckInterval", quotas.RedisDataLossCheckInterval, TimeSpan.FromMilliseconds(10), TimeSpan.FromDays(1), "\"00:00:30\"", failures);
+    }
+
+    private static void RequireBetween(string key, TimeSpan value, TimeSpan min, TimeSpan max, string example, List<string> failures)
+    {
+        if (value < min || value > max)
+        {
+            failures.Add($"{key} {value:c} is out of range: use a duration between {min:c} and {max:c}, such as {example}.");
+        }
+    }
+
+    private static void ValidateRedis(QuotaOptions quotas, List<string> failures)
+    {
+        // The prefix starts every key; a brace would break the per-tenant hash tags that keep a tenant's keys in one slot.
+        if (!RedisKeyPrefixPattern().IsMatch(quotas.RedisKeyPrefix))
+        {
+            failures.Add($"Gateway:Quotas:RedisKeyPrefix '{quotas.RedisKeyPrefix}' must be 1-64 letters, digits, '-', '_', '.' or ':' (default \"{QuotaOptions.DefaultRedisKeyPrefix}\").");
+        }
+
+        if (string.IsNullOrWhiteSpace(quotas.RedisConnectionString))
+        {
+            return;
+        }
+
+        // The parser's message can quote the string, and the string holds the password: say only what is expected.
+        int endpoints;
+        try
+        {
+            endpoints = StackExchange.Redis.ConfigurationOptions.Parse(quotas.RedisConnectionString).EndPoints.Count;
+        }
+        catch (ArgumentException)
+        {
+            endpoints = -1;
+        }
+
+        if (endpoints <= 0)
+        {
+            failures.Add(
+                $"{QuotaOptions.RedisConnectionStringKey} is not a Redis connection string: use \"host:port\" (several, comma-separated, for a cluster) " +
+                "followed by options such as \",password=...,ssl=true\"; leave it empty for the in-process store.");
+        }
+    }
+
     private static void ValidateTenant(string tenantId, TenantOptions tenant, Dictionary<string, string> seenHashes, List<string> failures)
     {
         if (!TenantIdPattern().IsMatch(tenantId))
@@ -160,4 +217,7 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     private static partial Regex TenantIdPattern();
+
+    [GeneratedRegex("^[A-Za-z0-9._:-]{1,64}$")]
+    private static partial Regex RedisKeyPrefixPattern();
 }

@@ -42,6 +42,7 @@ internal sealed class GatewaySettings : IDisposable
     {
         var options = new GatewayOptions();
         _configuration.GetSection(GatewayOptions.SectionName).Bind(options);
+        options.Quotas.RedisConnectionString = _configuration[QuotaOptions.RedisConnectionStringKey];
         return options;
     }
 

@@ -37,8 +37,6 @@ internal sealed class UpstreamCredentials : IDisposable
     /// <summary>Header value (<c>Bearer sk-…</c> or the bare key). Never log it.</summary>
     public string HeaderValue => _current.HeaderValue;
 
-    public bool HasKey => _current.HeaderValue.Length > 0;
-
     private void Refresh(UpstreamOptions upstream)
     {
         try

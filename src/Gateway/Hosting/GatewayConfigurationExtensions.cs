@@ -34,7 +34,9 @@ internal static class GatewayConfigurationExtensions
         return new WebApplicationOptions { Args = args, ContentRootPath = contentRoot };
     }
 
-    public static void AddGatewayConfiguration(this WebApplicationBuilder builder)
+    /// <param name="builder">The host being built.</param>
+    /// <param name="args">The process's command line: it is added again after the explicit file so <c>--key=value</c> still wins.</param>
+    public static void AddGatewayConfiguration(this WebApplicationBuilder builder, string[] args)
     {
         var explicitFile = Environment.GetEnvironmentVariable("GATEWAY_CONFIG");
         if (!string.IsNullOrEmpty(explicitFile) && !string.Equals(Path.GetFileName(explicitFile), "appsettings.json", StringComparison.Ordinal))
@@ -42,7 +44,7 @@ internal static class GatewayConfigurationExtensions
             // Added after the defaults, then environment and command line again so they still win.
             builder.Configuration.AddJsonFile(Path.GetFullPath(explicitFile), optional: false, reloadOnChange: true);
             builder.Configuration.AddEnvironmentVariables();
-            builder.Configuration.AddCommandLine(builder.Configuration.GetValue<string[]>("args") ?? []);
+            builder.Configuration.AddCommandLine(args);
         }
     }
 }

@@ -93,7 +93,7 @@ internal static class GatewayServiceExtensions
             return ConnectionMultiplexer.Connect(options);
         });
         services.AddSingleton(sp => new RedisStateStore(sp.GetRequiredService<IConnectionMultiplexer>(),
-            sp.GetRequiredService<IConfiguration>()["Gateway:Quotas:RedisKeyPrefix"] ?? "gw"));
+            sp.GetRequiredService<GatewaySettings>().Current.Quotas.RedisKeyPrefix));
         services.AddSingleton<ResilientStateStore>();
         services.AddSingleton<ISharedStateStore>(sp => string.IsNullOrWhiteSpace(RedisConnectionString(sp))
             ? sp.GetRequiredService<MemoryStateStore>()
@@ -102,5 +102,5 @@ internal static class GatewayServiceExtensions
     }
 
     private static string? RedisConnectionString(IServiceProvider services) =>
-        services.GetRequiredService<IConfiguration>().GetConnectionString("Redis");
+        services.GetRequiredService<GatewaySettings>().Current.Quotas.RedisConnectionString;
 }

@@ -14,7 +14,7 @@ namespace Gateway.SharedState;
 internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, TenantState> _tenants = new(StringComparer.Ordinal);
-    private readonly ExpiringRecords<string, string> _owners;
+    private readonly MemoryOwnershipStore _owners;
     // Keyed by (tenant, response id) without building a key string: one mark per stored response adds up.
     private readonly ExpiringRecords<(string Tenant, string ResponseId), UsageMark> _marks;
     private readonly ExpiringRecords<(string Tenant, string ResponseId), HeldReservation> _held;
@@ -26,7 +26,7 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
     {
         _time = time;
         Func<int> capacity = () => settings?.Current.Quotas.MemoryStore.MaxRecords ?? MemoryStoreOptions.DefaultMaxRecords;
-        _owners = new(capacity, () => metrics?.RecordStoreEviction("owner"));
+        _owners = new(time, capacity, () => metrics?.RecordStoreEviction("owner"));
         _marks = new(capacity, () => metrics?.RecordStoreEviction("usage_mark"));
         _held = new(capacity, () => metrics?.RecordStoreEviction("held_reservation"));
         _contexts = new(capacity, () => metrics?.RecordStoreEviction("context"));
@@ -44,37 +44,8 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         {
             state.Prune(w);
             var counters = state.Read(w);
-            var decision = AdmissionDecision.Admitted;
+            var decision = AdmissionOrder.Decide(request, counters);
             var countsRequest = !request.TokensOnly;
-            if (countsRequest && limits.MaxConcurrentRequests > 0 && counters.Concurrent >= limits.MaxConcurrentRequests)
-            {
-                decision = AdmissionDecision.Concurrency;
-            }
-            else if (countsRequest && limits.RequestsPerMinute > 0 && counters.Requests + 1 > limits.RequestsPerMinute)
-            {
-                decision = AdmissionDecision.RequestsPerMinute;
-            }
-            else if (limits.TokensPerMinute > 0 && counters.MinuteTokens + request.ReserveTokens > limits.TokensPerMinute)
-            {
-                decision = AdmissionDecision.TokensPerMinute;
-            }
-            else if (limits.TokensPerDay > 0 && counters.DayTokens + request.ReserveTokens > limits.TokensPerDay)
-            {
-                decision = AdmissionDecision.TokensPerDay;
-            }
-            else if (limits.TokensPerMonth > 0 && counters.MonthTokens + request.ReserveTokens > limits.TokensPerMonth)
-            {
-                decision = AdmissionDecision.TokensPerMonth;
-            }
-            else if (request.MicroUsdPerDay > 0 && counters.DayMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerDay)
-            {
-                decision = AdmissionDecision.UsdPerDay;
-            }
-            else if (request.MicroUsdPerMonth > 0 && counters.MonthMicroUsd + request.ReserveMicroUsd > request.MicroUsdPerMonth)
-            {
-                decision = AdmissionDecision.UsdPerMonth;
-            }
-
             if (decision == AdmissionDecision.Admitted)
             {
                 TenantState.Add(state.Requests, w.Minute, countsRequest ? 1 : 0);
@@ -226,33 +197,21 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         }
     }
 
-    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken)
-    {
-        var now = _time.GetUtcNow();
-        _owners.AddOrExtend(objectId, tenantId, ExpiryOf(now, retention), now);
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
+        _owners.RecordOwnerAsync(objectId, tenantId, retention);
 
-    public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken)
-    {
-        var now = _time.GetUtcNow();
-        _owners.ExpireNoLaterThan(objectId, tenantId, now + keepFor, now);
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
+        _owners.ExpireOwnerAsync(objectId, tenantId, keepFor);
 
-    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
-        ValueTask.FromResult(_owners.TryGet(objectId, _time.GetUtcNow(), out var owner, out _) ? owner : null);
+    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
 
     /// <summary>The live ownership record of <paramref name="objectId"/>, if this store holds one.</summary>
     public bool TryGetOwnerRecord(string objectId, out string tenantId, out DateTimeOffset expiresAt) =>
-        _owners.TryGet(objectId, _time.GetUtcNow(), out tenantId, out expiresAt);
+        _owners.TryGetOwnerRecord(objectId, out tenantId, out expiresAt);
 
     public ValueTask<bool> PingAsync(CancellationToken cancellationToken) => ValueTask.FromResult(true);
 
     public void Dispose() => _sweeper.Dispose();
-
-    private static DateTimeOffset ExpiryOf(DateTimeOffset now, TimeSpan retention) =>
-        retention == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : now + retention;
 
     private void Sweep()
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Globalization;
+using Gateway.Configuration;
 using Gateway.Observability;
 using StackExchange.Redis;
 
@@ -18,7 +19,6 @@ namespace Gateway.SharedState;
 internal sealed partial class RedisDataLossMonitor : BackgroundService
 {
     public const string MarkerName = "instance-marker";
-    private static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(30);
 
     // KEYS: 1 marker; ARGV: 1 now. Returns the marker in force: the existing one, or ARGV[1] written without a TTL.
     private const string MarkerScript = """
@@ -29,17 +29,17 @@ internal sealed partial class RedisDataLossMonitor : BackgroundService
         """;
 
     private readonly IServiceProvider _services;
-    private readonly IConfiguration _configuration;
+    private readonly GatewaySettings _settings;
     private readonly TimeProvider _time;
     private readonly ILogger<RedisDataLossMonitor> _logger;
     private readonly Counter<long> _losses;
     private TaskCompletionSource _reconnected = NewSignal();
     private (string Value, DateTimeOffset At)? _markerSeen;
 
-    public RedisDataLossMonitor(IServiceProvider services, IConfiguration configuration, TimeProvider time, IMeterFactory meters, ILogger<RedisDataLossMonitor> logger)
+    public RedisDataLossMonitor(IServiceProvider services, GatewaySettings settings, TimeProvider time, IMeterFactory meters, ILogger<RedisDataLossMonitor> logger)
     {
         _services = services;
-        _configuration = configuration;
+        _settings = settings;
         _time = time;
         _logger = logger;
         _losses = meters.Create(GatewayMetrics.MeterName).CreateCounter<long>("gateway.store.data_loss", "{event}",
@@ -49,14 +49,15 @@ internal sealed partial class RedisDataLossMonitor : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield(); // connecting can block for the connect timeout: never hold up the host's start
-        if (string.IsNullOrWhiteSpace(_configuration.GetConnectionString("Redis")))
+        var quotas = _settings.Current.Quotas;
+        if (string.IsNullOrWhiteSpace(quotas.RedisConnectionString))
         {
             return; // the in-process store has nothing to lose that a restart does not also reset
         }
 
         var redis = _services.GetRequiredService<IConnectionMultiplexer>();
-        var marker = new RedisKey((_configuration["Gateway:Quotas:RedisKeyPrefix"] ?? "gw") + ":" + MarkerName);
-        var interval = _configuration.GetValue("Gateway:Quotas:RedisDataLossCheckInterval", DefaultInterval);
+        var marker = new RedisKey(quotas.RedisKeyPrefix + ":" + MarkerName);
+        var interval = quotas.RedisDataLossCheckInterval;
         redis.ConnectionRestored += OnConnectionRestored;
         try
         {

@@ -15,7 +15,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     // ARGV: 1 rpm 2 tpm 3 tpd 4 tpmo 5 maxConcurrent 6 reserve 7 nowMs 8 leaseId 9 leaseExpiryMs 10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 leaseTtlMs
     //       14 tokensOnly (1: the request was counted and holds its lease already; check and reserve tokens only)
     // Dollar budgets (micro-dollars): KEYS 6 usd(day) 7 usd(month); ARGV 15 usdPerDay 16 usdPerMonth 17 reserveMicroUsd
-    private const string AdmitScript = """
+    // The decision is AdmissionOrder's table, written out in Lua (decision = the refusing AdmissionDecision's value).
+    private static readonly string AdmitScript = """
         local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
         local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
         if ARGV[14] == '1' then rpm = 0; maxc = 0 end
@@ -28,15 +29,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         local umo = tonumber(redis.call('GET', KEYS[7]) or '0')
         redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
         local c = redis.call('ZCARD', KEYS[5])
-        local decision = 0
-        if maxc > 0 and c >= maxc then decision = 5
-        elseif rpm > 0 and r + 1 > rpm then decision = 1
-        elseif tpm > 0 and tm + reserve > tpm then decision = 2
-        elseif tpd > 0 and td + reserve > tpd then decision = 3
-        elseif tpmo > 0 and tmo + reserve > tpmo then decision = 4
-        elseif upd > 0 and ud + ru > upd then decision = 6
-        elseif upmo > 0 and umo + ru > upmo then decision = 7
-        end
+
+        """ + AdmissionOrder.LuaDecision() + """
         if decision == 0 then
           if ARGV[14] ~= '1' then r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
           if reserve ~= 0 then
@@ -58,17 +52,27 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 
     // KEYS: 1 counted mark 2 held reservation 3 leases 4 tokens(minute) 5 tokens(day) 6 tokens(month) (4-6: the reservation's windows, else now's)
     //       7-9 tokens(minute/day/month) of now 10 the conversation's context size
-    // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 tenant key prefix
+    // ARGV: 1 claim 2 claimTtlMs 3 hasReservation 4 reserved 5 billed 6 hold 7 holdUntilMs 8 leaseId 9 unused (empty)
     //       10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 minute 14 day 15 month 16 nowMs 17 heldKeyTtlMs
     //       18 input 19 estimated 20 mark value ("in:out:usd", "~in:out:usd" when estimated) 21 hasConversation
     // Dollar budgets (micro-dollars): KEYS 11-12 usd(day/month) of the reservation's windows (else now's) 13-14 of now;
     //       ARGV 22 reservedMicroUsd 23 billedMicroUsd
+    // A held reservation's windows: KEYS 15-17 tokens(minute/day/month) 18-19 usd(day/month) of ARGV 24-26 (minute, day, month).
+    // Redis Cluster requires every key a script touches in KEYS, so the caller names the held windows' keys before it
+    // knows them: it guesses now's windows; a held reservation from other windows returns { -1, minute, day, month }
+    // before anything is written, and the caller runs the script again with those.
     // A held reservation is remembered past its timeout (until heldKeyTtl) so that usage first seen after the timeout
     // is known to be covered by the estimate that was kept, and is not charged a second time.
     // The counted mark holds the usage that was counted: a later claim with the real usage of an estimated response
     // replaces it and charges the difference, once. Reservations are refunded in their windows (4-6), usage is charged
     // to now's (7-9), where it was spent.
     private const string SettleScript = """
+        if ARGV[1] == '1' and not (ARGV[6] == '1' and ARGV[3] == '1') then
+          local hw = redis.call('HMGET', KEYS[2], 'm', 'd', 'mo')
+          if hw[1] and (hw[1] ~= ARGV[24] or hw[2] ~= ARGV[25] or hw[3] ~= ARGV[26]) then
+            return { -1, tonumber(hw[1]), tonumber(hw[2]), tonumber(hw[3]) }
+          end
+        end
         local function add(tm, td, tmo, delta)
           if delta ~= 0 then
             redis.call('INCRBY', tm, delta); redis.call('PEXPIRE', tm, ARGV[10])
@@ -114,9 +118,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             if held[1] then
               redis.call('DEL', KEYS[2])
               if tonumber(held[5]) > tonumber(ARGV[16]) then
-                local p = ARGV[9]
-                add(p .. 'tm:' .. held[2], p .. 'td:' .. held[3], p .. 'tmo:' .. held[4], -tonumber(held[1]))
-                addusd(p .. 'ud:' .. held[3], p .. 'umo:' .. held[4], -tonumber(held[6] or '0'))
+                add(KEYS[15], KEYS[16], KEYS[17], -tonumber(held[1]))
+                addusd(KEYS[18], KEYS[19], -tonumber(held[6] or '0'))
               else
                 billed = 0; billedu = 0
               end
@@ -149,32 +152,6 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return { first, corrected, din, dout, du }
         """;
 
-    // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever. First writer wins; the owner may lengthen (never shorten) the record.
-    private const string RecordOwnerScript = """
-        local owner = redis.call('GET', KEYS[1])
-        if not owner then
-          if ARGV[2] == '-1' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-          return 1
-        end
-        if owner ~= ARGV[1] then return 0 end
-        if ARGV[2] == '-1' then
-          redis.call('PERSIST', KEYS[1])
-        else
-          local ttl = redis.call('PTTL', KEYS[1])
-          if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-        end
-        return 1
-        """;
-
-    // KEYS: 1 owner; ARGV: 1 tenant 2 keepForMs. The owner's record expires after keepFor at the latest.
-    private const string ExpireOwnerScript = """
-        if redis.call('GET', KEYS[1]) == ARGV[1] then
-          local ttl = redis.call('PTTL', KEYS[1])
-          if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-        end
-        return 0
-        """;
-
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases 6 usd(day) 7 usd(month); ARGV: 1 nowMs
     private const string ReadScript = """
         return { tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(redis.call('GET', KEYS[2]) or '0'),
@@ -182,6 +159,8 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
                  redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf'),
                  tonumber(redis.call('GET', KEYS[6]) or '0'), tonumber(redis.call('GET', KEYS[7]) or '0') }
         """;
+
+    private readonly RedisOwnershipStore _owners = new(redis, keyPrefix);
 
     public string Kind => "redis";
 
@@ -220,24 +199,42 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var input = request.InputTokens;
         var output = request.BilledTokens - input;
         var mark = string.Concat(request.Estimated ? "~" : "", Num(input), ":", Num(output), ":", Num(request.BilledMicroUsd));
-        var result = await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
+        var held = (Minute: w.Minute, Day: w.Day, Month: w.Month);
+        for (var attempt = 1; ; attempt++)
+        {
+            var values = await SettleOnceAsync(held.Minute, held.Day, held.Month);
+            if ((int)values[0] != -1)
+            {
+                return new SettleResult((int)values[0] == 1, (int)values[1] == 1 ? new UsageCorrection((long)values[2], (long)values[3], (long)values[4]) : null);
+            }
+
+            // A held reservation hash is written once per response id, so the second attempt names its windows.
+            if (attempt == 3)
+            {
+                throw new InvalidOperationException($"The held reservation of '{responseId}' kept changing windows while being settled.");
+            }
+
+            held = ((long)values[1], (long)values[2], (long)values[3]);
+        }
+
+        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
                 prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month),
                 prefix + "ctx:" + (request.ConversationId ?? "-"),
                 prefix + "ud:" + Num(day), prefix + "umo:" + Num(month), prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
+                prefix + "tm:" + Num(heldMinute), prefix + "td:" + Num(heldDay), prefix + "tmo:" + Num(heldMonth),
+                prefix + "ud:" + Num(heldDay), prefix + "umo:" + Num(heldMonth),
             ],
             [
                 request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
                 reservation?.ReservedTokens ?? 0, request.BilledTokens, request.HoldForResponseId is null ? "0" : "1", now + Ms(request.HoldTimeout),
-                reservation?.LeaseId ?? "", prefix, Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
+                reservation?.LeaseId ?? "", "", Ms(QuotaWindows.MinuteTtl), Ms(QuotaWindows.DayTtl), Ms(QuotaWindows.MonthTtl),
                 minute, day, month, now, Ms(request.HoldTimeout + request.ClaimRetention),
                 input, request.Estimated ? "1" : "0", mark, request.ConversationId is null ? "0" : "1",
-                reservation?.ReservedMicroUsd ?? 0, request.BilledMicroUsd,
-            ]);
-        var values = (RedisResult[])result!;
-        return new SettleResult((int)values[0] == 1, (int)values[1] == 1 ? new UsageCorrection((long)values[2], (long)values[3], (long)values[4]) : null);
+                reservation?.ReservedMicroUsd ?? 0, request.BilledMicroUsd, heldMinute, heldDay, heldMonth,
+            ]))!;
     }
 
     public async ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken)
@@ -266,15 +263,13 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6]);
     }
 
-    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(RecordOwnerScript, [OwnerKey(objectId)],
-            [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, Ms(retention))]);
+    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
+        _owners.RecordOwnerAsync(objectId, tenantId, retention);
 
-    public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(ExpireOwnerScript, [OwnerKey(objectId)], [tenantId, Math.Max(1, Ms(keepFor))]);
+    public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
+        _owners.ExpireOwnerAsync(objectId, tenantId, keepFor);
 
-    public async ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
-        await redis.GetDatabase().StringGetAsync(OwnerKey(objectId));
+    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
 
     public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)
     {
@@ -282,21 +277,10 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return true;
     }
 
-    private static AdmissionDecision MapDecision(int code) => code switch
-    {
-        1 => AdmissionDecision.RequestsPerMinute,
-        2 => AdmissionDecision.TokensPerMinute,
-        3 => AdmissionDecision.TokensPerDay,
-        4 => AdmissionDecision.TokensPerMonth,
-        5 => AdmissionDecision.Concurrency,
-        6 => AdmissionDecision.UsdPerDay,
-        7 => AdmissionDecision.UsdPerMonth,
-        _ => AdmissionDecision.Admitted,
-    };
+    private static AdmissionDecision MapDecision(int code) =>
+        Enum.IsDefined((AdmissionDecision)code) ? (AdmissionDecision)code : throw new InvalidOperationException($"The admission script returned {code}.");
 
     private string TenantPrefix(string tenantId) => string.Concat(keyPrefix, ":{t:", tenantId, "}:");
-
-    private string OwnerKey(string objectId) => string.Concat(keyPrefix, ":own:", objectId);
 
     /// <summary>Input + output of a counted mark (<c>in:out:usd</c>, <c>~in:out:usd</c> when estimated; <c>1</c> from older versions).</summary>
     private static long MarkTokens(RedisValue mark)

@@ -4,9 +4,6 @@ using StackExchange.Redis;
 
 namespace Gateway.SharedState;
 
-/// <summary>Thrown when the shared store is down and <c>Gateway:Quotas:OnStoreFailure</c> is <c>Deny</c>.</summary>
-internal sealed class StoreUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
-
 /// <summary>
 /// Redis first; when it fails (connection lost, timeout), either a per-replica in-memory store takes over
 /// (<c>Allow</c>: limits then hold per replica, not across the cluster) or requests are refused with 503

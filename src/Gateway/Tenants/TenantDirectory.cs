@@ -24,10 +24,6 @@ internal sealed class TenantDirectory : IDisposable
         settings.Changed += Reload;
     }
 
-    public int TenantCount => _snapshot.Tenants.Count;
-
-    public Tenant? FindById(string tenantId) => _snapshot.Tenants.GetValueOrDefault(tenantId);
-
     /// <summary>Finds the tenant owning <paramref name="key"/>; allocation-free.</summary>
     public Tenant? FindByKey(ReadOnlySpan<char> key)
     {

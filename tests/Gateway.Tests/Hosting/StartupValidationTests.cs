@@ -15,6 +15,13 @@ public sealed class StartupValidationTests
     [InlineData("Gateway__Upstream__BaseUrl", "api.openai.com/v1", "Gateway:Upstream:BaseUrl 'api.openai.com/v1' is not an absolute http(s) URL", "https://api.openai.com/v1")]
     [InlineData("Gateway__Metrics__Port", "70000", "Gateway:Metrics:Port 70000 is not a TCP port", "remove it")]
     [InlineData("Gateway__Limits__MaxConcurrentBodyReadsPerTenant", "0", "Gateway:Limits:MaxConcurrentBodyReadsPerTenant must be a positive number", "e.g. 16")]
+    [InlineData("Gateway__Quotas__RedisTimeout", "00:05:00", "Gateway:Quotas:RedisTimeout 00:05:00 is out of range", "\"00:00:00.500\"")]
+    [InlineData("Gateway__Quotas__RedisRetryInterval", "-00:00:01", "Gateway:Quotas:RedisRetryInterval -00:00:01 is out of range", "\"00:00:02\"")]
+    [InlineData("Gateway__Quotas__ConcurrencyLeaseTimeout", "00:00:00", "Gateway:Quotas:ConcurrencyLeaseTimeout 00:00:00 is out of range", "\"00:15:00\"")]
+    [InlineData("Gateway__Quotas__BackgroundReservationTimeout", "400.00:00:00", "Gateway:Quotas:BackgroundReservationTimeout 400.00:00:00 is out of range", "\"01:00:00\"")]
+    [InlineData("Gateway__Quotas__RedisDataLossCheckInterval", "00:00:00", "Gateway:Quotas:RedisDataLossCheckInterval 00:00:00 is out of range", "\"00:00:30\"")]
+    [InlineData("Gateway__Quotas__TokenizeBodyBytesThreshold", "-1", "Gateway:Quotas:TokenizeBodyBytesThreshold must be 0", "default 65536")]
+    [InlineData("Gateway__Quotas__RedisKeyPrefix", "gw{t:a}", "Gateway:Quotas:RedisKeyPrefix 'gw{t:a}' must be 1-64 letters", "default \"gw\"")]
     public async Task BadSetting_ProcessExitsWithOne_MessageNamesKeyAndFix(string variable, string value, string problem, string fix)
     {
         await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>
@@ -26,6 +33,21 @@ public sealed class StartupValidationTests
         var exitCode = await gateway.WaitForExitAsync(TimeSpan.FromSeconds(60));
 
         AssertReadableConfigurationFailure(gateway, exitCode, problem, fix);
+    }
+
+    [Fact]
+    public async Task RedisConnectionStringWithoutEndpoint_ProcessExitsWithOne_MessageHidesThePassword()
+    {
+        await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>
+        {
+            ["OPENAI_API_KEY"] = TestKeys.UpstreamKey,
+            ["ConnectionStrings__Redis"] = "password=hunter2-redis-secret,ssl=true",
+        });
+
+        var exitCode = await gateway.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        AssertReadableConfigurationFailure(gateway, exitCode, "ConnectionStrings:Redis is not a Redis connection string", "\"host:port\"");
+        Assert.DoesNotContain("hunter2-redis-secret", gateway.Stderr + gateway.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -70,9 +70,10 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// <summary>
     /// Starts <c>dotnet Gateway.dll</c> from <paramref name="publishDirectory"/> in <paramref name="workingDirectory"/>
     /// (default: a fresh empty folder, so the appsettings.json beside the binary is the one loaded) with
-    /// <paramref name="environment"/> on top of a scrubbed copy of this process's environment.
+    /// <paramref name="environment"/> on top of a scrubbed copy of this process's environment, and
+    /// <paramref name="arguments"/> (e.g. <c>--Gateway:Limits:MaxRequestBodyBytes=1024</c>) after the dll.
     /// </summary>
-    public static GatewayProcess Start(string publishDirectory, IReadOnlyDictionary<string, string> environment, string? workingDirectory = null)
+    public static GatewayProcess Start(string publishDirectory, IReadOnlyDictionary<string, string> environment, string? workingDirectory = null, IReadOnlyList<string>? arguments = null)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -83,6 +84,11 @@ public sealed class GatewayProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        foreach (var argument in arguments ?? [])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
         foreach (var name in info.Environment.Keys.Where(k => ScrubbedPrefixes.Any(p => k.StartsWith(p, StringComparison.OrdinalIgnoreCase))).ToArray())
         {
             info.Environment.Remove(name);

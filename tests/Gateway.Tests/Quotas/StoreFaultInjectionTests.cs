@@ -4,9 +4,9 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using FakeUpstream;
-using Xunit.Abstractions;
 using Gateway.Tests.Infrastructure;
 using Gateway.Tests.Usage;
+using Xunit.Abstractions;
 using static Gateway.Tests.Quotas.QuotaTestKit;
 
 namespace Gateway.Tests.Quotas;

@@ -579,6 +579,56 @@ public abstract class SharedStateStoreContract
 
     // ---------------------------------------------------------------- tenants
 
+    /// <summary>
+    /// The admission order is stated once (<see cref="AdmissionOrder.Checks"/>); this drives the store through every
+    /// pair of limits a request exceeds at once and expects the earlier check of that table to refuse it, so the Lua
+    /// and the C# cannot order the checks differently. The tokens-only step skips the request-counting checks.
+    /// </summary>
+    [SkippableFact]
+    public async Task Admit_EveryPairOfExceededLimits_RefusedByTheEarlierCheckOfTheAdmissionOrder()
+    {
+        var checks = AdmissionOrder.Checks;
+        Assert.Equal(Enum.GetValues<AdmissionDecision>().Length - 1, checks.Length); // every limit is in the table, once
+        Assert.Equal(checks.Length, checks.Select(c => c.Decision).Distinct().Count());
+        foreach (var tokensOnly in new[] { false, true })
+        {
+            for (var first = 0; first < checks.Length; first++)
+            {
+                for (var second = first; second < checks.Length; second++)
+                {
+                    await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+                    // One request in flight: 1 request, 1 lease, 100 tokens and 50 micro-dollars in every window.
+                    var admitted = await Store.AdmitAsync(new AdmissionRequest(Tenant, Limits(concurrent: 10), 100, Now, "lease-1", LongTimeout, ReserveMicroUsd: 50), CancellationToken.None);
+                    Assert.Equal(AdmissionDecision.Admitted, admitted.Decision);
+
+                    var limits = ExceededLimits(checks[first].Decision, checks[second].Decision);
+                    var result = await Store.AdmitAsync(new AdmissionRequest(Tenant, limits, 10, Now, tokensOnly ? "" : "lease-2", LongTimeout, tokensOnly, ReserveMicroUsd: 5), CancellationToken.None);
+
+                    var expected = checks.Skip(first).Where((c, i) => i == 0 || first + i == second)
+                        .FirstOrDefault(c => !(tokensOnly && c.CountsRequest))?.Decision ?? AdmissionDecision.Admitted;
+                    Assert.True(expected == result.Decision,
+                        $"{checks[first].Decision} and {checks[second].Decision} exceeded (tokens only: {tokensOnly}): expected {expected}, got {result.Decision}.");
+                }
+            }
+        }
+    }
+
+    /// <summary>Limits that the in-flight request's usage (1 request, 1 lease, 100 tokens, 50 micro-dollars) leaves no room in, for these two checks only.</summary>
+    private static TenantLimitsOptions ExceededLimits(AdmissionDecision a, AdmissionDecision b)
+    {
+        bool Exceeds(AdmissionDecision d) => d == a || d == b;
+        return new TenantLimitsOptions
+        {
+            MaxConcurrentRequests = Exceeds(AdmissionDecision.Concurrency) ? 1 : 0,
+            RequestsPerMinute = Exceeds(AdmissionDecision.RequestsPerMinute) ? 1 : 0,
+            TokensPerMinute = Exceeds(AdmissionDecision.TokensPerMinute) ? 100 : 0,
+            TokensPerDay = Exceeds(AdmissionDecision.TokensPerDay) ? 100 : 0,
+            TokensPerMonth = Exceeds(AdmissionDecision.TokensPerMonth) ? 100 : 0,
+            UsdPerDay = Exceeds(AdmissionDecision.UsdPerDay) ? 0.00005m : 0,
+            UsdPerMonth = Exceeds(AdmissionDecision.UsdPerMonth) ? 0.00005m : 0,
+        };
+    }
+
     [SkippableFact]
     public async Task Counters_AreKeptPerTenant()
     {
@@ -695,6 +745,71 @@ public sealed class RedisStateStoreContractTests(RedisStateStoreContractTests.Re
             if (_server is not null)
             {
                 await _server.DisposeAsync();
+            }
+
+            _gate.Dispose();
+        }
+    }
+}
+
+/// <summary>
+/// The same contract on a real three-node Redis Cluster: every script's keys must be in KEYS and in one hash slot
+/// (the tenant's <c>{t:tenant}</c> tag), or the cluster refuses the call. One cluster for the class.
+/// </summary>
+public sealed class RedisClusterStateStoreContractTests(RedisClusterStateStoreContractTests.ClusterFixture cluster)
+    : SharedStateStoreContract, IClassFixture<RedisClusterStateStoreContractTests.ClusterFixture>
+{
+    private protected override async Task<ISharedStateStore> CreateStoreAsync(FakeTimeProvider time)
+    {
+        var connection = await cluster.ConnectAsync();
+        return new RedisStateStore(connection, "cc" + Guid.NewGuid().ToString("N")[..12]);
+    }
+
+    protected override async Task LetTimePassAsync(TimeSpan span)
+    {
+        await base.LetTimePassAsync(span);
+        await Task.Delay(span);
+    }
+
+    public sealed class ClusterFixture : IAsyncLifetime
+    {
+        private readonly SemaphoreSlim _gate = new(1, 1);
+        private RedisCluster? _cluster;
+        private ConnectionMultiplexer? _connection;
+
+        public async Task<IConnectionMultiplexer> ConnectAsync()
+        {
+            RedisServer.RequireInstalled();
+            await _gate.WaitAsync();
+            try
+            {
+                _cluster ??= await RedisCluster.StartAsync();
+                if (_connection is null)
+                {
+                    _connection = await ConnectionMultiplexer.ConnectAsync(_cluster.ConnectionString);
+                    Assert.Equal(ServerType.Cluster, _connection.GetServer(_connection.GetEndPoints()[0]).ServerType);
+                }
+
+                return _connection;
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        public Task InitializeAsync() => Task.CompletedTask;
+
+        public async Task DisposeAsync()
+        {
+            if (_connection is not null)
+            {
+                await _connection.DisposeAsync();
+            }
+
+            if (_cluster is not null)
+            {
+                await _cluster.DisposeAsync();
             }
 
             _gate.Dispose();
