@@ -166,7 +166,7 @@ public class QuotaAdmissionBenchmark
     {
         var windows = QuotaWindows.At(DateTimeOffset.UtcNow);
         var admitted = await _store.AdmitAsync(new AdmissionRequest("tenant", _limits, 120, windows, "lease", TimeSpan.FromMinutes(15)), CancellationToken.None);
-        var reservation = new Gateway.Quotas.QuotaReservation("tenant", 120, windows.Minute, windows.Day, windows.Month, "lease");
+        var reservation = new Gateway.SharedState.QuotaReservation("tenant", 120, windows.Minute, windows.Day, windows.Month, "lease");
         return admitted.Decision == AdmissionDecision.Admitted
             && (await _store.SettleAsync(new SettleRequest("tenant", reservation, 100, null, null, TimeSpan.FromDays(1), TimeSpan.FromHours(1), windows), CancellationToken.None)).First;
     }

@@ -1,4 +1,3 @@
-using Gateway.Pricing;
 
 namespace Gateway.Configuration;
 

@@ -110,7 +110,7 @@ internal sealed class PriceBook : IDisposable
         var overrides = new Dictionary<string, ModelPrice>(StringComparer.Ordinal);
         foreach (var (model, entry) in options.Pricing.Models)
         {
-            var price = entry.ToPrice();
+            var price = new ModelPrice(entry.Input ?? 0m, entry.CachedInput ?? entry.Input ?? 0m, entry.Output ?? 0m);
             if (PriceTable.Validate(model, price.Input, price.CachedInput, price.Output) is { } failure)
             {
                 throw new PriceTableException("Gateway:Pricing:" + failure);

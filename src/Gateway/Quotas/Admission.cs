@@ -1,4 +1,5 @@
 using Gateway.Errors;
+using Gateway.SharedState;
 
 namespace Gateway.Quotas;
 

@@ -32,7 +32,7 @@ public sealed partial class RedisScriptKeysTests
         var limits = new TenantLimitsOptions { TokensPerMinute = 1000, UsdPerDay = 5 };
 
         await store.AdmitAsync(new AdmissionRequest(Tenant, limits, 600, admittedIn, "", TimeSpan.FromMinutes(15), ReserveMicroUsd: 40), CancellationToken.None);
-        var reservation = new Gateway.Quotas.QuotaReservation(Tenant, 600, admittedIn.Minute, admittedIn.Day, admittedIn.Month, null) { ReservedMicroUsd = 40 };
+        var reservation = new Gateway.SharedState.QuotaReservation(Tenant, 600, admittedIn.Minute, admittedIn.Day, admittedIn.Month, null) { ReservedMicroUsd = 40 };
         await store.SettleAsync(new SettleRequest(Tenant, reservation, 0, null, "resp_bg", TimeSpan.FromDays(1), TimeSpan.FromHours(1), admittedIn), CancellationToken.None);
         var admission = await monitor.TakeAsync(connection);
 

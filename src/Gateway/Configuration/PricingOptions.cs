@@ -1,4 +1,4 @@
-namespace Gateway.Pricing;
+namespace Gateway.Configuration;
 
 /// <summary>The <c>Gateway:Pricing</c> section: which price file, and single-model overrides on top of it.</summary>
 internal sealed class PricingOptions
@@ -20,6 +20,4 @@ internal sealed class ModelPriceOptions
     public decimal? CachedInput { get; init; }
 
     public decimal? Output { get; init; }
-
-    public ModelPrice ToPrice() => new(Input ?? 0m, CachedInput ?? Input ?? 0m, Output ?? 0m);
 }
