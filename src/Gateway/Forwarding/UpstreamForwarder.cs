@@ -1,8 +1,10 @@
+using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Isolation;
 using Gateway.Quotas;
 using Gateway.Requests;
 using Gateway.Routing;
+using Gateway.Upstreams;
 using Gateway.Usage;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -16,6 +18,8 @@ namespace Gateway.Forwarding;
 internal sealed class UpstreamForwarder(
     IHttpForwarder forwarder,
     UpstreamClient upstreams,
+    GatewaySettings settings,
+    UpstreamRouter router,
     UpstreamTransformer transformer,
     UsageObserverFactory observers,
     IsolationGuard isolation,
@@ -24,7 +28,23 @@ internal sealed class UpstreamForwarder(
 {
     public async Task<UpstreamExchange> SendAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus)
     {
-        var target = upstreams.Current;
+        UpstreamTarget target;
+        if (settings.Current.Upstreams.Count == 0)
+        {
+            target = upstreams.Current;
+        }
+        else
+        {
+            var (chosen, refusal) = await ChooseAsync(request);
+            if (refusal is not null)
+            {
+                await AnswerAsync(request, quotaStatus, refusal);
+                return new UpstreamExchange("", ForwarderError.None, refusal.StatusCode, UsageReading.None) { Attempts = 0 };
+            }
+
+            target = chosen!;
+        }
+
         Func<ObservedUsage, ValueTask>? objectIdentified = request.Route!.CreatesObject == ObjectKind.None
             ? null
             : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId);
@@ -54,6 +74,54 @@ internal sealed class UpstreamForwarder(
         }
 
         return exchange;
+    }
+
+    /// <summary>
+    /// The pool's choice for this request (issue #12): the first candidate for the client's model, its key read now,
+    /// and the body's model rewritten to the upstream's deployment name. Usage and quotas keep the client's model.
+    /// </summary>
+    private async Task<(UpstreamTarget? Target, OpenAIError? Refusal)> ChooseAsync(AuthenticatedRequest request)
+    {
+        var model = request.Facts?.Model;
+        var choice = router.Choose(model);
+        switch (choice.Kind)
+        {
+            case UpstreamChoiceKind.NoUpstreamServesModel:
+                return (null, new OpenAIError(StatusCodes.Status404NotFound,
+                    $"The model `{model}` does not exist or you do not have access to it.", "invalid_request_error", null, "model_not_found"));
+            case UpstreamChoiceKind.AllCoolingDown or UpstreamChoiceKind.PinnedUpstreamGone:
+                var wait = choice.RetryAfter ?? TimeSpan.FromSeconds(1);
+                return (null, new OpenAIError(StatusCodes.Status429TooManyRequests,
+                    "Every upstream serving this model is rate limited. Please try again later.", "requests", null, "rate_limit_exceeded")
+                {
+                    Headers = new Dictionary<string, string>
+                    {
+                        ["retry-after"] = Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                        ["retry-after-ms"] = ((long)Math.Ceiling(wait.TotalMilliseconds)).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    },
+                });
+        }
+
+        var upstream = choice.Candidates[0];
+        var credential = await upstream.Credentials.GetAsync(request.Http.RequestAborted);
+        if (upstream.Models is not null && request.Body is { } body && upstream.UpstreamModel(model) is { } upstreamModel
+            && UpstreamModelRewriter.Rewrite(body, upstreamModel))
+        {
+            request.Http.Request.Body = body.AsStream();
+            request.Http.Request.ContentLength = body.Length;
+        }
+
+        return (new UpstreamTarget(upstream.Name, upstream.BaseUrl, upstream.Transport.Invoker, upstream.Transport.RequestConfig,
+            credential.HeaderName, credential.Value, upstream.Organization, upstream.Project), null);
+    }
+
+    private static async Task AnswerAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus, OpenAIError error)
+    {
+        var context = request.Http;
+        context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = request.RequestId;
+        context.Response.Headers["x-request-id"] = request.RequestId;
+        RateLimitHeaders.Apply(context.Response.Headers, quotaStatus);
+        await error.WriteAsync(context);
     }
 
     /// <summary>Reads the call out once, then returns its observer to the pool.</summary>
