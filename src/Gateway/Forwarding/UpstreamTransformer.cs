@@ -81,6 +81,11 @@ internal sealed class UpstreamTransformer(
             call.UpstreamRequestId = upstreamId.ToString();
         }
 
+        if (call.DropAnswer is { } drop && drop(proxyResponse))
+        {
+            return false;
+        }
+
         // Error bodies are small: read (bounded) before anything is copied, to judge and scrub them.
         var upstreamError = call.Status >= 400 ? await UpstreamErrors.ReadAsync(proxyResponse, cancellationToken) : null;
         var upstreamKey = UpstreamKey(yarp.Target.AuthHeaderValue);

@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.ClientModel.Primitives;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -143,6 +144,67 @@ public sealed class PoolRoutingTests : IAsyncLifetime
         Assert.Equal(404, UsageEvents.Long(usage, "StatusCode"));
         Assert.Equal(0, UsageEvents.Long(usage, "Attempts"));
         Assert.Equal(JsonValueKind.Null, usage.GetProperty("Upstream").ValueKind);
+    }
+
+    [Fact]
+    public async Task Failover_OneUpstreamRateLimited_SdkWithoutRetriesSeesOnlySuccesses()
+    {
+        West.SetMode(FakeUpstreamMode.Throttle(retryAfterSeconds: 30));
+        var sdk = new ResponsesClient(new ApiKeyCredential(TestKeys.KeyA),
+            new ResponsesClientOptions { Endpoint = Gateway.BaseUrl, RetryPolicy = new ClientRetryPolicy(maxRetries: 0) });
+
+        for (var i = 0; i < 40; i++)
+        {
+            var result = await sdk.CreateResponseAsync("gpt-4o-mini", "Say hello");
+            Assert.Equal(ResponseStatus.Completed, result.Value.Status);
+        }
+
+        var events = await Gateway.Logs.WaitForUsageEventsAsync(40);
+        Assert.All(events, e => Assert.Equal(200, e.GetProperty("StatusCode").GetInt32()));
+        Assert.All(events, e => Assert.Equal("east", e.GetProperty("Upstream").GetString()));
+        // West was tried (weight 1 of 4 puts it first sometimes), answered 429 with retry-after 30, and then cooled.
+        Assert.Contains(events, e => e.GetProperty("Attempts").GetInt32() == 2);
+        Assert.Equal(1, West.Requests.Count(r => r.Method == "POST"));
+    }
+
+    [Fact]
+    public async Task Failover_OneUpstreamUnreachable_ClientGetsAnswersFromTheOther()
+    {
+        await West.StopListeningAsync();
+        using var client = Gateway.CreateClient();
+
+        for (var i = 0; i < 20; i++)
+        {
+            using var response = await PostAsync(client, """{"model":"gpt-4o-mini","input":"hi"}""");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var usage = await UsageEvents.OfAsync(Gateway, response);
+            Assert.Equal("east", UsageEvents.Text(usage, "Upstream"));
+            Assert.Equal("completed", UsageEvents.Text(usage, "Outcome"));
+        }
+
+        Assert.Equal(20, East.Requests.Count(r => r.Method == "POST"));
+    }
+
+    [Fact]
+    public async Task Failover_EveryUpstreamRateLimited_Answers429WithRetryAfterOfTheSoonest()
+    {
+        East.SetMode(FakeUpstreamMode.Throttle(retryAfterSeconds: 20));
+        West.SetMode(FakeUpstreamMode.Throttle(retryAfterSeconds: 7));
+        using var client = Gateway.CreateClient();
+
+        using var response = await PostAsync(client, """{"model":"gpt-4o-mini","input":"hi"}""");
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
+        var retryAfter = int.Parse(response.Headers.GetValues("retry-after").Single(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(retryAfter, 1, 7);
+        Assert.True(response.Headers.Contains("retry-after-ms"));
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal("rate_limit_exceeded", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(1, East.Requests.Count(r => r.Method == "POST"));
+        Assert.Equal(1, West.Requests.Count(r => r.Method == "POST"));
+        var usage = await UsageEvents.OfAsync(Gateway, response);
+        Assert.Equal(2, UsageEvents.Long(usage, "Attempts"));
+        Assert.Equal(429, UsageEvents.Long(usage, "StatusCode"));
     }
 
     private static async Task<HttpResponseMessage> PostAsync(HttpClient client, string json) =>
