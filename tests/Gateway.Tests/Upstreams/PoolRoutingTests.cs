@@ -207,6 +207,24 @@ public sealed class PoolRoutingTests : IAsyncLifetime
         Assert.Equal(429, UsageEvents.Long(usage, "StatusCode"));
     }
 
+    [Fact]
+    public async Task Readyz_EveryUpstreamRefusesOurKey_NotReadyUntilOneIsUsable()
+    {
+        using var probe = new HttpClient { BaseAddress = Gateway.RootUrl };
+        Assert.Equal(HttpStatusCode.OK, (await probe.GetAsync("/readyz")).StatusCode);
+        East.SetMode(FakeUpstreamMode.Fail(401));
+        West.SetMode(FakeUpstreamMode.Fail(401));
+        using var client = Gateway.CreateClient();
+
+        using var response = await PostAsync(client, """{"model":"gpt-4o-mini","input":"hi"}""");
+
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.DoesNotContain("Incorrect API key", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var ready = await probe.GetAsync("/readyz");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        Assert.Contains("none_usable", await ready.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     private static async Task<HttpResponseMessage> PostAsync(HttpClient client, string json) =>
         await client.PostAsync("responses", new StringContent(json, Encoding.UTF8, "application/json"));
 
