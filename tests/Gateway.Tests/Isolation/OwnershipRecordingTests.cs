@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
-using Gateway.Forwarding;
 using Gateway.Configuration;
+using Gateway.Forwarding;
 using Gateway.Requests;
 using Gateway.Routing;
 using Gateway.Tenants;
