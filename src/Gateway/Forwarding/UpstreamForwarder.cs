@@ -112,7 +112,18 @@ internal sealed class UpstreamForwarder(
             var hasNext = index + 1 < candidates.Count;
             var action = FailoverAction.Relay;
             var reported = false;
-            var target = await TargetAsync(request, upstream);
+            UpstreamTarget target;
+            try
+            {
+                target = await TargetAsync(request, upstream);
+            }
+            catch (Exception ex)
+            {
+                // E.g. no Entra token: the gateway's own fault (answered as such, usage event kept), not the upstream's.
+                health.Abandon(attempt);
+                return new UpstreamExchange(upstream.Name, ForwarderError.None, 0, UsageReading.None) { Attempts = attempts, Fault = ex };
+            }
+
             var call = new UpstreamCall(request, quotaStatus, clock, ObjectIdentified(request))
             {
                 DropAnswer = response =>
