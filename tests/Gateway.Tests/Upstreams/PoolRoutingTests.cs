@@ -225,6 +225,26 @@ public sealed class PoolRoutingTests : IAsyncLifetime
         Assert.Contains("none_usable", await ready.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Pool_TenantNamesADeploymentOrEscapesTheModel_DeploymentUnreachableEscapedModelStillMapped()
+    {
+        using var client = Gateway.CreateClient();
+
+        // A deployment name is not a client model: a tenant cannot address an upstream's deployments directly.
+        using var direct = await PostAsync(client, $$"""{"model":"{{WestDeployment}}","input":"hi"}""");
+        Assert.Equal(HttpStatusCode.NotFound, direct.StatusCode);
+
+        // "gpt\u002d4o-mini" is gpt-4o-mini to every JSON parser: routed and rewritten like it, never passed through raw.
+        for (var i = 0; i < 12; i++)
+        {
+            using var escaped = await PostAsync(client, """{"model":"gpt\u002d4o-mini","input":"hi"}""");
+            Assert.Equal(HttpStatusCode.OK, escaped.StatusCode);
+        }
+
+        Assert.All(West.Requests.Where(r => r.Method == "POST"), r => Assert.Equal(WestDeployment, Model(r)));
+        Assert.All(East.Requests.Where(r => r.Method == "POST"), r => Assert.Equal("gpt-4o-mini", Model(r)));
+    }
+
     private static async Task<HttpResponseMessage> PostAsync(HttpClient client, string json) =>
         await client.PostAsync("responses", new StringContent(json, Encoding.UTF8, "application/json"));
 
