@@ -32,4 +32,10 @@ internal sealed class UpstreamCall(AuthenticatedRequest request, QuotaStatus? qu
     public bool Broke { get; set; }
 
     public UsageObserver? Observer { get; set; }
+
+    /// <summary>
+    /// Asked with the response headers, before anything reaches the client: true drops this answer (the pool tries
+    /// the next upstream, or answers itself). Null for the single upstream.
+    /// </summary>
+    public Func<HttpResponseMessage, bool>? DropAnswer { get; init; }
 }

@@ -26,7 +26,22 @@ internal sealed class UpstreamClient : IDisposable
     }
 
     /// <summary>One read: the base URL, pool and request settings of the same reload, for one request.</summary>
-    public UpstreamTarget Current => _state.Target;
+    public UpstreamTarget Current
+    {
+        get
+        {
+            var target = _state.Target;
+            var upstream = _settings.Current.Upstream;
+            // The key file may have been rotated since the pool was built: read the key per request.
+            return target with
+            {
+                AuthHeaderName = _credentials.HeaderName,
+                AuthHeaderValue = _credentials.HeaderValue,
+                Organization = upstream.Organization,
+                Project = upstream.Project,
+            };
+        }
+    }
 
     private void OnChanged(GatewayOptions options)
     {
@@ -44,7 +59,7 @@ internal sealed class UpstreamClient : IDisposable
         _ = Task.Delay(upstream.ActivityTimeout + TimeSpan.FromMinutes(1)).ContinueWith(_ => current.Target.Invoker.Dispose(), TaskScheduler.Default);
     }
 
-    private State Build(UpstreamOptions upstream)
+    private static State Build(UpstreamOptions upstream)
     {
         var handler = new SocketsHttpHandler
         {
@@ -67,7 +82,7 @@ internal sealed class UpstreamClient : IDisposable
         };
 
         var invoker = new HttpMessageInvoker(handler, disposeHandler: true);
-        return new State(new UpstreamTarget(DefaultUpstreamName, upstream.BaseUrl.TrimEnd('/'), invoker, config, _credentials), upstream);
+        return new State(new UpstreamTarget(DefaultUpstreamName, upstream.BaseUrl.TrimEnd('/'), invoker, config, "", "", null, null), upstream);
     }
 
     public void Dispose()

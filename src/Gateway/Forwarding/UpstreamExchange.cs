@@ -14,6 +14,9 @@ internal sealed record UpstreamExchange(string Upstream, ForwarderError Error, i
 {
     public string? UpstreamRequestId { get; init; }
 
+    /// <summary>How many upstreams were tried (0 when the pool refused the request before any).</summary>
+    public int Attempts { get; init; } = 1;
+
     /// <summary>When the first body byte arrived (<see cref="TimeProvider.GetTimestamp"/>); 0 if none did.</summary>
     public long FirstByteTimestamp { get; init; }
 

@@ -1,8 +1,11 @@
+using System.Globalization;
+using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Isolation;
 using Gateway.Quotas;
 using Gateway.Requests;
 using Gateway.Routing;
+using Gateway.Upstreams;
 using Gateway.Usage;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -16,6 +19,9 @@ namespace Gateway.Forwarding;
 internal sealed class UpstreamForwarder(
     IHttpForwarder forwarder,
     UpstreamClient upstreams,
+    GatewaySettings settings,
+    UpstreamRouter router,
+    UpstreamHealth health,
     UpstreamTransformer transformer,
     UsageObserverFactory observers,
     IsolationGuard isolation,
@@ -24,6 +30,11 @@ internal sealed class UpstreamForwarder(
 {
     public async Task<UpstreamExchange> SendAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus)
     {
+        if (settings.Current.Upstreams.Count > 0)
+        {
+            return await SendThroughPoolAsync(request, quotaStatus);
+        }
+
         var target = upstreams.Current;
         Func<ObservedUsage, ValueTask>? objectIdentified = request.Route!.CreatesObject == ObjectKind.None
             ? null
@@ -40,7 +51,13 @@ internal sealed class UpstreamForwarder(
             fault = ex;
         }
 
-        var exchange = Finish(call, target, error, fault);
+        return await CompleteAsync(request, quotaStatus, call, target, error, fault);
+    }
+
+    private async Task<UpstreamExchange> CompleteAsync(
+        AuthenticatedRequest request, QuotaStatus? quotaStatus, UpstreamCall call, UpstreamTarget target, ForwarderError error, Exception? fault, int attempts = 1)
+    {
+        var exchange = Finish(call, target, error, fault) with { Attempts = attempts };
         if (error != ForwarderError.None && fault is null)
         {
             try
@@ -54,6 +71,206 @@ internal sealed class UpstreamForwarder(
         }
 
         return exchange;
+    }
+
+    /// <summary>
+    /// The pool (issue #12): the candidates for the client's model in order; per attempt the upstream's key, its
+    /// deployment name in the body and a fresh copy of the buffered body. A 429, 5xx, 401/403, connect failure or
+    /// timeout before headers moves on to the next candidate (at most Routing:MaxAttempts); once headers are relayed
+    /// nothing is retried. Usage and quotas keep the client's model name.
+    /// </summary>
+    private async Task<UpstreamExchange> SendThroughPoolAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus)
+    {
+        var model = request.Facts?.Model;
+        var choice = router.Choose(model);
+        if (choice.Kind == UpstreamChoiceKind.NoUpstreamServesModel)
+        {
+            return await RefuseAsync(request, quotaStatus, new OpenAIError(StatusCodes.Status404NotFound,
+                $"The model `{model}` does not exist or you do not have access to it.", "invalid_request_error", null, "model_not_found"));
+        }
+
+        if (choice.Kind != UpstreamChoiceKind.Candidates)
+        {
+            return await RefuseAsync(request, quotaStatus, RateLimited(choice.RetryAfter));
+        }
+
+        var routing = choice.Snapshot.Routing;
+        var candidates = choice.Candidates;
+        var failoverAllowed = candidates.Count > 1;
+        var attempts = 0;
+        var earlierRateLimited = false;
+        for (var index = 0; index < candidates.Count && attempts < routing.MaxAttempts; index++)
+        {
+            var upstream = candidates[index];
+            if (health.TryBeginAttempt(upstream, model) is not { } attempt)
+            {
+                continue; // another request probes it
+            }
+
+            attempts++;
+            var number = attempts;
+            var hasNext = index + 1 < candidates.Count;
+            var action = FailoverAction.Relay;
+            var reported = false;
+            UpstreamTarget target;
+            try
+            {
+                target = await TargetAsync(request, upstream);
+            }
+            catch (Exception ex)
+            {
+                // E.g. no Entra token: the gateway's own fault (answered as such, usage event kept), not the upstream's.
+                health.Abandon(attempt);
+                return new UpstreamExchange(upstream.Name, ForwarderError.None, 0, UsageReading.None) { Attempts = attempts, Fault = ex };
+            }
+
+            var call = new UpstreamCall(request, quotaStatus, clock, ObjectIdentified(request))
+            {
+                DropAnswer = response =>
+                {
+                    var outcome = UpstreamAttemptOutcome.Answered((int)response.StatusCode, RetryHint.From(response, clock.GetUtcNow()));
+                    health.Report(attempt, outcome, routing);
+                    reported = true;
+                    action = UpstreamFailoverPolicy.Decide(outcome, new FailoverContext(number, routing.MaxAttempts, hasNext, failoverAllowed, earlierRateLimited));
+                    earlierRateLimited |= outcome.Kind == UpstreamOutcomeKind.RateLimited;
+                    return action is FailoverAction.TryNext or FailoverAction.AnswerRateLimited;
+                },
+            };
+
+            var error = ForwarderError.None;
+            Exception? fault = null;
+            try
+            {
+                error = await forwarder.SendAsync(request.Http, target.BaseUrl, target.Invoker, target.RequestConfig, transformer.For(call, target));
+            }
+            catch (Exception ex)
+            {
+                fault = ex;
+            }
+
+            var context = request.Http;
+            if (!reported)
+            {
+                if (fault is null && !context.RequestAborted.IsCancellationRequested && !context.Response.HasStarted
+                    && error is ForwarderError.Request or ForwarderError.RequestTimedOut)
+                {
+                    var outcome = error == ForwarderError.RequestTimedOut ? UpstreamAttemptOutcome.TimedOut : UpstreamAttemptOutcome.ConnectFailed;
+                    health.Report(attempt, outcome, routing);
+                    action = UpstreamFailoverPolicy.Decide(outcome, new FailoverContext(number, routing.MaxAttempts, hasNext, failoverAllowed, earlierRateLimited));
+                    if (action == FailoverAction.AnswerRateLimited)
+                    {
+                        // The last candidate was unreachable after an earlier one was rate limited: the client hears of the rate limit.
+                        context.Response.Clear();
+                        context.Features.Set<IForwarderErrorFeature>(null);
+                        ReleaseObserver(call);
+                        return await RefuseAsync(request, quotaStatus, RateLimited(choice.RetryAfter ?? SoonestRecovery(candidates, model)), upstream.Name, attempts);
+                    }
+                }
+                else
+                {
+                    health.Abandon(attempt);
+                    action = FailoverAction.Relay;
+                }
+            }
+
+            if (action == FailoverAction.TryNext && index + 1 < candidates.Count && attempts < routing.MaxAttempts)
+            {
+                // Nothing reached the client: undo what YARP set for the failed attempt before the next one.
+                context.Response.Clear();
+                context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = request.RequestId;
+                context.Features.Set<IForwarderErrorFeature>(null);
+                ReleaseObserver(call);
+                continue;
+            }
+
+            if (action == FailoverAction.AnswerRateLimited || (action == FailoverAction.TryNext && error == ForwarderError.None))
+            {
+                ReleaseObserver(call);
+                return await RefuseAsync(request, quotaStatus, RateLimited(SoonestRecovery(candidates, model)), upstream.Name, attempts);
+            }
+
+            return await CompleteAsync(request, quotaStatus, call, target, error, fault, attempts);
+        }
+
+        // Every candidate was being probed by other requests.
+        return await RefuseAsync(request, quotaStatus, RateLimited(SoonestRecovery(candidates, model)), null, attempts);
+    }
+
+    private Func<ObservedUsage, ValueTask>? ObjectIdentified(AuthenticatedRequest request) => request.Route!.CreatesObject == ObjectKind.None
+        ? null
+        : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId);
+
+    private static async Task<UpstreamTarget> TargetAsync(AuthenticatedRequest request, PoolUpstream upstream)
+    {
+        var credential = await upstream.Credentials.GetAsync(request.Http.RequestAborted);
+        var model = request.Facts?.Model;
+        if (upstream.Models is not null && request.Body is { } body && upstream.UpstreamModel(model) is { } upstreamModel)
+        {
+            UpstreamModelRewriter.Rewrite(body, upstreamModel);
+        }
+
+        if (request.Body is { } buffered)
+        {
+            // A fresh stream per attempt: the previous attempt may have read some or all of it.
+            request.Http.Request.Body = buffered.AsStream();
+            request.Http.Request.ContentLength = buffered.Length;
+        }
+
+        return new UpstreamTarget(upstream.Name, upstream.BaseUrl, upstream.Transport.Invoker, upstream.Transport.RequestConfig,
+            credential.HeaderName, credential.Value, upstream.Organization, upstream.Project);
+    }
+
+    private TimeSpan SoonestRecovery(IReadOnlyList<PoolUpstream> candidates, string? model)
+    {
+        var now = clock.GetUtcNow();
+        var soonest = TimeSpan.MaxValue;
+        foreach (var upstream in candidates)
+        {
+            var availability = health.Availability(upstream.Name, model);
+            var wait = availability.IsAvailable ? TimeSpan.Zero : availability.RecoversAt - now;
+            soonest = wait < soonest ? wait : soonest;
+        }
+
+        return soonest == TimeSpan.MaxValue || soonest <= TimeSpan.Zero ? TimeSpan.FromSeconds(1) : soonest;
+    }
+
+    private static OpenAIError RateLimited(TimeSpan? retryAfter)
+    {
+        var wait = retryAfter is { } value && value > TimeSpan.Zero ? value : TimeSpan.FromSeconds(1);
+        return new OpenAIError(StatusCodes.Status429TooManyRequests,
+            "Every upstream serving this model is rate limited or unavailable. Please try again later.", "requests", null, "rate_limit_exceeded")
+        {
+            Headers = new Dictionary<string, string>
+            {
+                ["retry-after"] = Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture),
+                ["retry-after-ms"] = Math.Max(1, (long)Math.Ceiling(wait.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture),
+            },
+        };
+    }
+
+    private void ReleaseObserver(UpstreamCall call)
+    {
+        if (call.Observer is { } observer)
+        {
+            call.Observer = null;
+            observers.Release(observer);
+        }
+    }
+
+    private static async Task<UpstreamExchange> RefuseAsync(
+        AuthenticatedRequest request, QuotaStatus? quotaStatus, OpenAIError refusal, string? upstream = null, int attempts = 0)
+    {
+        await AnswerAsync(request, quotaStatus, refusal);
+        return new UpstreamExchange(upstream ?? "", ForwarderError.None, refusal.StatusCode, UsageReading.None) { Attempts = attempts };
+    }
+
+    private static async Task AnswerAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus, OpenAIError error)
+    {
+        var context = request.Http;
+        context.Response.Headers[UpstreamTransformer.GatewayRequestIdHeader] = request.RequestId;
+        context.Response.Headers["x-request-id"] = request.RequestId;
+        RateLimitHeaders.Apply(context.Response.Headers, quotaStatus);
+        await error.WriteAsync(context);
     }
 
     /// <summary>Reads the call out once, then returns its observer to the pool.</summary>

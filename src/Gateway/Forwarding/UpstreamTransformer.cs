@@ -1,4 +1,3 @@
-using Gateway.Configuration;
 using Gateway.Observability;
 using Gateway.Quotas;
 using Gateway.Requests;
@@ -17,7 +16,7 @@ namespace Gateway.Forwarding;
 /// carries that request's <see cref="UpstreamCall"/> and target.
 /// </summary>
 internal sealed class UpstreamTransformer(
-    GatewaySettings settings, UsageObserverFactory observers, GatewayMetrics metrics, ILogger<UpstreamTransformer> logger)
+    UsageObserverFactory observers, GatewayMetrics metrics, ILogger<UpstreamTransformer> logger)
 {
     public const string GatewayRequestIdHeader = "x-gateway-request-id";
 
@@ -37,7 +36,7 @@ internal sealed class UpstreamTransformer(
     /// <summary>The transformer YARP uses for one request.</summary>
     public HttpTransformer For(UpstreamCall call, UpstreamTarget target) => new PerRequest(this, call, target);
 
-    private void TransformRequest(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, UpstreamCredentials credentials)
+    private static void TransformRequest(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, UpstreamTarget target)
     {
         var headers = proxyRequest.Headers;
         foreach (var name in ClientHeadersToDrop)
@@ -51,17 +50,16 @@ internal sealed class UpstreamTransformer(
         // Identity, so the usage can be read as the bytes pass without decompressing a copy; SSE is never
         // compressed usefully anyway, and inside a cluster or to OpenAI the bandwidth saved is small.
         headers.TryAddWithoutValidation(HeaderNames.AcceptEncoding, "identity");
-        headers.TryAddWithoutValidation(credentials.HeaderName, credentials.HeaderValue);
+        headers.TryAddWithoutValidation(target.AuthHeaderName, target.AuthHeaderValue);
 
-        var upstream = settings.Current.Upstream;
-        if (!string.IsNullOrEmpty(upstream.Organization))
+        if (!string.IsNullOrEmpty(target.Organization))
         {
-            headers.TryAddWithoutValidation("OpenAI-Organization", upstream.Organization);
+            headers.TryAddWithoutValidation("OpenAI-Organization", target.Organization);
         }
 
-        if (!string.IsNullOrEmpty(upstream.Project))
+        if (!string.IsNullOrEmpty(target.Project))
         {
-            headers.TryAddWithoutValidation("OpenAI-Project", upstream.Project);
+            headers.TryAddWithoutValidation("OpenAI-Project", target.Project);
         }
 
         // The path after /v1 goes after the upstream base, so /openai/v1 (Azure) or any compatible base works.
@@ -83,9 +81,14 @@ internal sealed class UpstreamTransformer(
             call.UpstreamRequestId = upstreamId.ToString();
         }
 
+        if (call.DropAnswer is { } drop && drop(proxyResponse))
+        {
+            return false;
+        }
+
         // Error bodies are small: read (bounded) before anything is copied, to judge and scrub them.
         var upstreamError = call.Status >= 400 ? await UpstreamErrors.ReadAsync(proxyResponse, cancellationToken) : null;
-        var upstreamKey = UpstreamKey(yarp.Target.Credentials);
+        var upstreamKey = UpstreamKey(yarp.Target.AuthHeaderValue);
         if (upstreamError is not null && UpstreamErrors.IsCredentialRefusal(call.Status, upstreamError))
         {
             // The upstream refused our key or organization: the tenant learns nothing of it but that it failed.
@@ -137,9 +140,8 @@ internal sealed class UpstreamTransformer(
         return copy;
     }
 
-    private static string UpstreamKey(UpstreamCredentials credentials)
+    private static string UpstreamKey(string value)
     {
-        var value = credentials.HeaderValue;
         return value.StartsWith("Bearer ", StringComparison.Ordinal) ? value["Bearer ".Length..] : value;
     }
 
@@ -171,7 +173,7 @@ internal sealed class UpstreamTransformer(
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
-            owner.TransformRequest(httpContext, proxyRequest, destinationPrefix, target.Credentials);
+            TransformRequest(httpContext, proxyRequest, destinationPrefix, target);
         }
 
         public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken) =>

@@ -8,6 +8,7 @@ using Gateway.Pricing;
 using Gateway.Quotas;
 using Gateway.SharedState;
 using Gateway.Tenants;
+using Gateway.Upstreams;
 using Gateway.Usage;
 using OpenTelemetry.Metrics;
 using StackExchange.Redis;
@@ -32,6 +33,7 @@ internal static class GatewayServiceExtensions
         services.AddHttpForwarder();
         services.AddSingleton<UpstreamCredentials>();
         services.AddSingleton<UpstreamClient>();
+        services.AddUpstreamPool();
         services.AddSingleton<UpstreamTransformer>();
         services.AddSingleton<UpstreamForwarder>();
 

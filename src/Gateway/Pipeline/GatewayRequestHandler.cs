@@ -281,6 +281,8 @@ internal sealed class GatewayRequestHandler(
             Forwarded = upstream is not null,
             UpstreamStatus = upstream?.Status ?? 0,
             UpstreamRequestId = upstream?.UpstreamRequestId,
+            Upstream = upstream is { Attempts: > 0 } ? upstream.Upstream : null,
+            Attempts = upstream?.Attempts ?? 0,
             Streaming = upstream?.Streaming ?? false,
             OutputTokensSeen = upstream?.OutputTokensSeen ?? 0,
             FirstByteTimestamp = upstream?.FirstByteTimestamp ?? 0,

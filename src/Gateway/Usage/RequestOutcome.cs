@@ -28,6 +28,12 @@ internal sealed record RequestOutcome(Outcome Kind, UsageReading Usage)
 
     public string? UpstreamRequestId { get; init; }
 
+    /// <summary>The name of the upstream that answered (or was tried last); null when none was tried.</summary>
+    public string? Upstream { get; init; }
+
+    /// <summary>How many upstreams were tried.</summary>
+    public int Attempts { get; init; }
+
     /// <summary>The upstream answered with an SSE stream.</summary>
     public bool Streaming { get; init; }
 

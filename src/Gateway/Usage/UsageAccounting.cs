@@ -109,7 +109,8 @@ internal sealed class UsageAccounting(
             status, outcomeText, usage.ObjectId ?? request.PathId, bill.InputTokens, bill.CachedInputTokens, bill.OutputTokens, bill.ReasoningTokens,
             bill.TotalTokens, bill.CostUsd, bill.SourceText,
             Math.Round(duration.TotalMilliseconds, 3), ttfb is null ? null : Math.Round(ttfb.Value, 3),
-            request.RequestId, outcome.UpstreamRequestId, http.Request.Method, http.Request.Path.Value ?? "");
+            request.RequestId, outcome.UpstreamRequestId, http.Request.Method, http.Request.Path.Value ?? "",
+            outcome.Upstream, outcome.Attempts);
         }
     }
 

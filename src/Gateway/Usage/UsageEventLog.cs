@@ -36,7 +36,9 @@ internal static partial class UsageEventLog
         string RequestId,
         string? UpstreamRequestId,
         string Method,
-        string Path);
+        string Path,
+        string? Upstream,
+        int Attempts);
 #pragma warning restore CA1707, IDE1006
 #pragma warning restore SYSLIB1015
 

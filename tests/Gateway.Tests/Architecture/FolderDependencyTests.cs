@@ -11,7 +11,7 @@ public sealed class FolderDependencyTests
     /// <summary>Folder → the folders it may reference. Order is only for reading.</summary>
     private static readonly Dictionary<string, string[]> Allowed = new()
     {
-        ["Hosting"] = ["Pipeline", "Forwarding", "Health", "Isolation", "Observability", "Pricing", "Quotas", "Reporting", "Requests", "Tenants", "Usage", "SharedState", "Errors", "Configuration"],
+        ["Hosting"] = ["Pipeline", "Forwarding", "Upstreams", "Health", "Isolation", "Observability", "Pricing", "Quotas", "Reporting", "Requests", "Tenants", "Usage", "SharedState", "Errors", "Configuration"],
         ["Pipeline"] = ["Forwarding", "Isolation", "Quotas", "Usage", "Requests", "Routing", "Tenants", "SharedState", "Errors", "Configuration"],
         // Upstreams (issue #12, upstream pools) sits beside Forwarding: Forwarding may take a target from it, never the reverse; it edits the request body (Requests.PooledBody).
         ["Upstreams"] = ["Requests", "Observability", "SharedState", "Errors", "Configuration"],
@@ -20,7 +20,8 @@ public sealed class FolderDependencyTests
         ["Quotas"] = ["Usage", "Pricing", "Requests", "Routing", "Tenants", "SharedState", "Errors", "Configuration"],
         ["Usage"] = ["Pricing", "Observability", "Requests", "Routing", "Tenants", "SharedState", "Configuration"],
         ["Requests"] = ["Routing", "Tenants", "Errors"],
-        ["Health"] = ["SharedState", "Configuration"],
+        // /readyz asks the upstream pool whether any upstream takes traffic.
+        ["Health"] = ["Upstreams", "SharedState", "Configuration"],
         ["Pricing"] = ["SharedState", "Configuration"],
         ["Observability"] = ["Tenants"],
         ["Tenants"] = ["Errors", "Configuration"],

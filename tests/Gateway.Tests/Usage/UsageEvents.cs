@@ -11,7 +11,7 @@ internal static class UsageEvents
     [
         "Tenant", "Endpoint", "RequestedModel", "Model", "Stream", "Background", "StatusCode", "Outcome", "ResponseId",
         "InputTokens", "CachedInputTokens", "OutputTokens", "ReasoningTokens", "TotalTokens", "CostUsd", "UsageSource",
-        "DurationMs", "TimeToFirstByteMs", "RequestId", "UpstreamRequestId", "Method", "Path",
+        "DurationMs", "TimeToFirstByteMs", "RequestId", "UpstreamRequestId", "Method", "Path", "Upstream", "Attempts",
     ];
 
     public static readonly string[] Outcomes = ["completed", "incomplete", "failed", "rejected", "client_aborted", "upstream_error", "gateway_error"];
