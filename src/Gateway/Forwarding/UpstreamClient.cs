@@ -1,6 +1,5 @@
-using System.Net;
 using Gateway.Configuration;
-using Yarp.ReverseProxy.Forwarder;
+using Gateway.Upstreams;
 
 namespace Gateway.Forwarding;
 
@@ -47,9 +46,7 @@ internal sealed class UpstreamClient : IDisposable
     {
         var current = _state;
         var upstream = options.Upstream;
-        if (current.Source.BaseUrl == upstream.BaseUrl && current.Source.ActivityTimeout == upstream.ActivityTimeout
-            && current.Source.ConnectTimeout == upstream.ConnectTimeout && current.Source.UseSystemProxy == upstream.UseSystemProxy
-            && current.Source.HttpVersion == upstream.HttpVersion)
+        if (current.Transport.Key == TransportKey.From(DefaultUpstreamName, upstream))
         {
             return;
         }
@@ -59,30 +56,11 @@ internal sealed class UpstreamClient : IDisposable
         _ = Task.Delay(upstream.ActivityTimeout + TimeSpan.FromMinutes(1)).ContinueWith(_ => current.Target.Invoker.Dispose(), TaskScheduler.Default);
     }
 
+    /// <summary>The same connection pool and request settings as a pool upstream's (<see cref="UpstreamTransport"/>).</summary>
     private static State Build(UpstreamOptions upstream)
     {
-        var handler = new SocketsHttpHandler
-        {
-            UseProxy = upstream.UseSystemProxy,
-            AllowAutoRedirect = false,
-            AutomaticDecompression = DecompressionMethods.None,
-            UseCookies = false,
-            EnableMultipleHttp2Connections = true,
-            ConnectTimeout = upstream.ConnectTimeout,
-            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(90),
-            // Trace headers of our own have no business at OpenAI.
-            ActivityHeadersPropagator = null,
-        };
-
-        var config = new ForwarderRequestConfig
-        {
-            ActivityTimeout = upstream.ActivityTimeout,
-            Version = upstream.HttpVersion == "1.1" ? HttpVersion.Version11 : HttpVersion.Version20,
-            VersionPolicy = upstream.HttpVersion == "2" ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
-        };
-
-        var invoker = new HttpMessageInvoker(handler, disposeHandler: true);
-        return new State(new UpstreamTarget(DefaultUpstreamName, upstream.BaseUrl.TrimEnd('/'), invoker, config, "", "", null, null), upstream);
+        var transport = UpstreamTransport.Create(TransportKey.From(DefaultUpstreamName, upstream));
+        return new State(new UpstreamTarget(DefaultUpstreamName, transport.Key.BaseUrl, transport.Invoker, transport.RequestConfig, "", "", null, null), transport);
     }
 
     public void Dispose()
@@ -91,5 +69,5 @@ internal sealed class UpstreamClient : IDisposable
         _state.Target.Invoker.Dispose();
     }
 
-    private sealed record State(UpstreamTarget Target, UpstreamOptions Source);
+    private sealed record State(UpstreamTarget Target, UpstreamTransport Transport);
 }

@@ -5,9 +5,9 @@ using Yarp.ReverseProxy.Forwarder;
 namespace Gateway.Upstreams;
 
 /// <summary>
-/// The connection pool and YARP request config of one pool upstream. The handler settings are a copy of
-/// Forwarding/UpstreamClient's (HTTP/2 where offered, no cookies, redirects or automatic decompression, no trace
-/// headers, long activity timeout); phase 2 should make UpstreamClient use this one.
+/// The connection pool and YARP request config of one upstream, pool member or the single <c>Gateway:Upstream</c>
+/// (Forwarding/UpstreamClient builds its pool here too): HTTP/2 where offered, no cookies, redirects or automatic
+/// decompression, no trace headers, long activity timeout.
 /// </summary>
 internal sealed record UpstreamTransport(HttpMessageInvoker Invoker, ForwarderRequestConfig RequestConfig, TransportKey Key)
 {
