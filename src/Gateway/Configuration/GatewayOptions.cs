@@ -34,13 +34,16 @@ internal sealed class UpstreamOptions
 {
     public const string DefaultBaseUrl = "https://api.openai.com/v1";
 
+    /// <summary>Where the key comes from when neither <see cref="ApiKey"/> nor <see cref="ApiKeyFile"/> gives one.</summary>
+    public const string DefaultKeyEnvironmentVariable = "OPENAI_API_KEY";
+
     /// <summary>The upstream's <c>/v1</c> equivalent; the client's path after <c>/v1</c> is appended to it.</summary>
     public string BaseUrl { get; init; } = DefaultBaseUrl;
 
     /// <summary>The real upstream key. Falls back to the <c>OPENAI_API_KEY</c> environment variable.</summary>
     public string? ApiKey { get; set; }
 
-    /// <summary>A file holding the upstream key (a mounted secret); read at start and re-read when it changes.</summary>
+    /// <summary>A file holding the upstream key (a mounted secret); re-read at most every 5 s when used.</summary>
     public string? ApiKeyFile { get; init; }
 
     /// <summary><c>Authorization</c> (Bearer, OpenAI) or <c>api-key</c> (Azure OpenAI key auth).</summary>

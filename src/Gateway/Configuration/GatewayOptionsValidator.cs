@@ -1,5 +1,4 @@
 using System.Text.RegularExpressions;
-using Gateway.Forwarding;
 using Microsoft.Extensions.Options;
 
 namespace Gateway.Configuration;
@@ -13,7 +12,12 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
     public ValidateOptionsResult Validate(string? name, GatewayOptions options)
     {
         var failures = new List<string>();
-        ValidateUpstream(options.Upstream, failures);
+        // Once Gateway:Upstreams has an entry, Gateway:Upstream is not used (the pool warns at start): no key needed there.
+        if (options.Upstreams.Count == 0 && !configuration.GetSection("Gateway:Upstreams").Exists())
+        {
+            ValidateUpstream(options.Upstream, failures);
+        }
+
         UpstreamPoolOptionsValidator.Validate(options, configuration, failures);
 
         if (options.Limits.MaxRequestBodyBytes <= 0)
@@ -70,26 +74,18 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
 
     private void ValidateUpstream(UpstreamOptions upstream, List<string> failures)
     {
-        if (!Uri.TryCreate(upstream.BaseUrl, UriKind.Absolute, out var baseUri) || (baseUri.Scheme != Uri.UriSchemeHttps && baseUri.Scheme != Uri.UriSchemeHttp))
-        {
-            failures.Add($"Gateway:Upstream:BaseUrl '{upstream.BaseUrl}' is not an absolute http(s) URL; use e.g. \"{UpstreamOptions.DefaultBaseUrl}\".");
-        }
-        else if (!string.IsNullOrEmpty(baseUri.Query) || !string.IsNullOrEmpty(baseUri.Fragment))
-        {
-            failures.Add("Gateway:Upstream:BaseUrl must not carry a query string or fragment.");
-        }
-
+        UpstreamTransportValidator.Validate("Gateway:Upstream", upstream.BaseUrl, upstream.HttpVersion, upstream.ActivityTimeout, upstream.ConnectTimeout, failures);
         var hasKey = !string.IsNullOrWhiteSpace(upstream.ApiKey)
-            || !string.IsNullOrWhiteSpace(configuration[UpstreamCredentials.EnvironmentVariable])
+            || !string.IsNullOrWhiteSpace(configuration[UpstreamOptions.DefaultKeyEnvironmentVariable])
             || !string.IsNullOrWhiteSpace(upstream.ApiKeyFile);
         if (!hasKey)
         {
             failures.Add(
                 "No upstream API key: set Gateway:Upstream:ApiKey (environment variable Gateway__Upstream__ApiKey), " +
-                $"or the {UpstreamCredentials.EnvironmentVariable} environment variable, or Gateway:Upstream:ApiKeyFile (a mounted secret file).");
+                $"or the {UpstreamOptions.DefaultKeyEnvironmentVariable} environment variable, or Gateway:Upstream:ApiKeyFile (a mounted secret file).");
         }
         else if (!string.IsNullOrWhiteSpace(upstream.ApiKeyFile) && string.IsNullOrWhiteSpace(upstream.ApiKey)
-            && string.IsNullOrWhiteSpace(configuration[UpstreamCredentials.EnvironmentVariable]) && !File.Exists(upstream.ApiKeyFile))
+            && string.IsNullOrWhiteSpace(configuration[UpstreamOptions.DefaultKeyEnvironmentVariable]) && !File.Exists(upstream.ApiKeyFile))
         {
             failures.Add($"Gateway:Upstream:ApiKeyFile '{upstream.ApiKeyFile}' does not exist; mount the secret there or fix the path.");
         }
@@ -98,21 +94,6 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             && !string.Equals(upstream.AuthHeader, "api-key", StringComparison.OrdinalIgnoreCase))
         {
             failures.Add($"Gateway:Upstream:AuthHeader '{upstream.AuthHeader}' must be \"Authorization\" (OpenAI) or \"api-key\" (Azure OpenAI).");
-        }
-
-        if (upstream.HttpVersion is not ("auto" or "1.1" or "2"))
-        {
-            failures.Add($"Gateway:Upstream:HttpVersion '{upstream.HttpVersion}' must be \"auto\", \"1.1\" or \"2\".");
-        }
-
-        if (upstream.ActivityTimeout <= TimeSpan.Zero)
-        {
-            failures.Add("Gateway:Upstream:ActivityTimeout must be a positive duration such as \"00:10:00\".");
-        }
-
-        if (upstream.ConnectTimeout <= TimeSpan.Zero)
-        {
-            failures.Add("Gateway:Upstream:ConnectTimeout must be a positive duration such as \"00:00:10\".");
         }
     }
 

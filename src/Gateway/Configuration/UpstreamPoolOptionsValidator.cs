@@ -68,18 +68,7 @@ internal static class UpstreamPoolOptionsValidator
 
     private static void ValidateUpstream(string key, PoolUpstreamOptions upstream, IConfiguration configuration, List<string> failures)
     {
-        if (string.IsNullOrWhiteSpace(upstream.BaseUrl))
-        {
-            failures.Add($"{key}:BaseUrl is missing; set it to the upstream's /v1 address, e.g. \"{UpstreamOptions.DefaultBaseUrl}\" or \"https://NAME.openai.azure.com/openai/v1\".");
-        }
-        else if (!Uri.TryCreate(upstream.BaseUrl, UriKind.Absolute, out var baseUri) || (baseUri.Scheme != Uri.UriSchemeHttps && baseUri.Scheme != Uri.UriSchemeHttp))
-        {
-            failures.Add($"{key}:BaseUrl '{upstream.BaseUrl}' is not an absolute http(s) URL; use e.g. \"{UpstreamOptions.DefaultBaseUrl}\".");
-        }
-        else if (!string.IsNullOrEmpty(baseUri.Query) || !string.IsNullOrEmpty(baseUri.Fragment) || !string.IsNullOrEmpty(baseUri.UserInfo))
-        {
-            failures.Add($"{key}:BaseUrl must not carry a query string, fragment or user info.");
-        }
+        UpstreamTransportValidator.Validate(key, upstream.BaseUrl, upstream.HttpVersion, upstream.ActivityTimeout, upstream.ConnectTimeout, failures);
 
         if (upstream.AuthHeader != UpstreamAuthHeader.AzureIdentity)
         {
@@ -114,16 +103,6 @@ internal static class UpstreamPoolOptionsValidator
                     failures.Add($"{key}:Models:{model} is empty; give the model or deployment name this upstream expects.");
                 }
             }
-        }
-
-        if (upstream.HttpVersion is not ("auto" or "1.1" or "2"))
-        {
-            failures.Add($"{key}:HttpVersion '{upstream.HttpVersion}' must be \"auto\", \"1.1\" or \"2\".");
-        }
-
-        if (upstream.ActivityTimeout <= TimeSpan.Zero || upstream.ConnectTimeout <= TimeSpan.Zero)
-        {
-            failures.Add($"{key}:ActivityTimeout and ConnectTimeout must be positive durations such as \"00:10:00\" and \"00:00:10\".");
         }
     }
 

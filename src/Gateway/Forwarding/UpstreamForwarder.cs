@@ -18,8 +18,6 @@ namespace Gateway.Forwarding;
 /// </summary>
 internal sealed class UpstreamForwarder(
     IHttpForwarder forwarder,
-    UpstreamClient upstreams,
-    GatewaySettings settings,
     UpstreamRouter router,
     UpstreamHealth health,
     UpstreamTransformer transformer,
@@ -28,31 +26,8 @@ internal sealed class UpstreamForwarder(
     TimeProvider clock,
     ILogger<UpstreamForwarder> logger)
 {
-    public async Task<UpstreamExchange> SendAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus)
-    {
-        if (settings.Current.Upstreams.Count > 0)
-        {
-            return await SendThroughPoolAsync(request, quotaStatus);
-        }
-
-        var target = upstreams.Current;
-        Func<ObservedUsage, ValueTask>? objectIdentified = request.Route!.CreatesObject == ObjectKind.None
-            ? null
-            : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId);
-        var call = new UpstreamCall(request, quotaStatus, clock, objectIdentified);
-        var error = ForwarderError.None;
-        Exception? fault = null;
-        try
-        {
-            error = await forwarder.SendAsync(request.Http, target.BaseUrl, target.Invoker, target.RequestConfig, transformer.For(call, target));
-        }
-        catch (Exception ex)
-        {
-            fault = ex;
-        }
-
-        return await CompleteAsync(request, quotaStatus, call, target, error, fault);
-    }
+    /// <summary>Every request goes through the pool; with <c>Gateway:Upstreams</c> empty it is <c>Gateway:Upstream</c> alone, named <c>default</c>.</summary>
+    public Task<UpstreamExchange> SendAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus) => SendThroughPoolAsync(request, quotaStatus);
 
     private async Task<UpstreamExchange> CompleteAsync(
         AuthenticatedRequest request, QuotaStatus? quotaStatus, UpstreamCall call, UpstreamTarget target, ForwarderError error, Exception? fault, int attempts = 1)
@@ -102,7 +77,7 @@ internal sealed class UpstreamForwarder(
         for (var index = 0; index < candidates.Count && attempts < routing.MaxAttempts; index++)
         {
             var upstream = candidates[index];
-            if (health.TryBeginAttempt(upstream, model) is not { } attempt)
+            if (health.TryBeginAttempt(upstream, model, soleCandidate: !failoverAllowed) is not { } attempt)
             {
                 continue; // another request probes it
             }

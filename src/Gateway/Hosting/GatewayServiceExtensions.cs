@@ -31,8 +31,6 @@ internal static class GatewayServiceExtensions
         services.AddSingleton<TenantAuthenticator>();
 
         services.AddHttpForwarder();
-        services.AddSingleton<UpstreamCredentials>();
-        services.AddSingleton<UpstreamClient>();
         services.AddUpstreamPool();
         services.AddSingleton<UpstreamTransformer>();
         services.AddSingleton<UpstreamForwarder>();

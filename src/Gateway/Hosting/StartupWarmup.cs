@@ -1,5 +1,5 @@
-using Gateway.Forwarding;
 using Gateway.Tenants;
+using Gateway.Upstreams;
 using Gateway.Usage;
 
 namespace Gateway.Hosting;
@@ -13,7 +13,7 @@ internal sealed class StartupWarmup(IServiceProvider services) : IHostedService
     public Task StartAsync(CancellationToken cancellationToken)
     {
         services.GetRequiredService<TenantDirectory>();
-        services.GetRequiredService<UpstreamCredentials>();
+        services.GetRequiredService<UpstreamRouter>(); // the pool: reads the upstream keys
         services.GetRequiredService<TokenCounter>().Count("warm up the o200k_base vocabulary");
         return Task.CompletedTask;
     }

@@ -21,9 +21,10 @@ internal sealed class StaticKeyCredentialSource(UpstreamAuthHeader header, strin
 }
 
 /// <summary>
-/// A key in a mounted secret file, re-read when the last read is older than <see cref="RereadInterval"/> (like
-/// Forwarding/UpstreamCredentials, but lazily on use instead of on a timer, so a pool of many upstreams holds no timers).
-/// An unreadable file keeps the previous key.
+/// A key in a mounted secret file, re-read when the last read is older than <see cref="RereadInterval"/> (lazily on
+/// use rather than on a timer, so a pool of many upstreams holds no timers). An unreadable file keeps the previous
+/// key. <c>Gateway:Upstream</c> (the <c>default</c> upstream) falls back to <c>OPENAI_API_KEY</c> while its file does
+/// not exist, as it always has: <paramref name="keyWhileFileMissing"/>.
 /// </summary>
 internal sealed class FileKeyCredentialSource : IUpstreamCredentialSource
 {
@@ -31,27 +32,38 @@ internal sealed class FileKeyCredentialSource : IUpstreamCredentialSource
 
     private readonly UpstreamAuthHeader _header;
     private readonly string _path;
+    private readonly string? _keyWhileFileMissing;
     private readonly TimeProvider _time;
-    private readonly Action<string> _unreadable;
+    private readonly KeyFileEvents _events;
     private volatile Snapshot _current;
 
-    public FileKeyCredentialSource(UpstreamAuthHeader header, string path, TimeProvider time, Action<string> unreadable)
+    public FileKeyCredentialSource(UpstreamAuthHeader header, string path, string? keyWhileFileMissing, TimeProvider time, KeyFileEvents events)
     {
         _header = header;
         _path = path;
+        _keyWhileFileMissing = keyWhileFileMissing;
         _time = time;
-        _unreadable = unreadable;
+        _events = events;
         _current = new Snapshot(Read() ?? KeyCredential.For(header, ""), time.GetTimestamp());
     }
+
+    /// <summary>What this source reads: a source is kept across reloads while these stay the same.</summary>
+    public (UpstreamAuthHeader Header, string Path, string? KeyWhileFileMissing) Identity => (_header, _path, _keyWhileFileMissing);
 
     public ValueTask<UpstreamCredential> GetAsync(CancellationToken cancellationToken)
     {
         var current = _current;
         if (_time.GetElapsedTime(current.ReadAt) >= RereadInterval)
         {
-            // Racing readers may both read the file; either result is the file's content.
-            current = new Snapshot(Read() ?? current.Credential, _time.GetTimestamp());
+            // Racing readers may both read the file; either result is the file's content (and both may log the change).
+            var read = Read();
+            current = new Snapshot(read ?? current.Credential, _time.GetTimestamp());
+            var changed = read is { } key && key != _current.Credential;
             _current = current;
+            if (changed)
+            {
+                _events.Changed();
+            }
         }
 
         return ValueTask.FromResult(current.Credential);
@@ -63,15 +75,22 @@ internal sealed class FileKeyCredentialSource : IUpstreamCredentialSource
         {
             return KeyCredential.For(_header, File.ReadAllText(_path).Trim());
         }
+        catch (Exception ex) when (_keyWhileFileMissing is not null && ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return KeyCredential.For(_header, _keyWhileFileMissing);
+        }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            _unreadable(ex.Message);
+            _events.Unreadable(ex.Message);
             return null;
         }
     }
 
     private sealed record Snapshot(UpstreamCredential Credential, long ReadAt);
 }
+
+/// <summary>What a <see cref="FileKeyCredentialSource"/> reports: the key changed, or the file could not be read (its reason).</summary>
+internal sealed record KeyFileEvents(Action Changed, Action<string> Unreadable);
 
 /// <summary>
 /// A Microsoft Entra token for Azure OpenAI (<c>AuthHeader: AzureIdentity</c>), from a <see cref="TokenCredential"/>

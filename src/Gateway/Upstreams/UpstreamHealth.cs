@@ -65,9 +65,11 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
     /// <summary>
     /// Call right before sending to <paramref name="upstream"/>. Null when its cooldown is over but another request
     /// is already probing it (skip to the next candidate). A still-cooling upstream is let through (the caller only
-    /// sends there when it is pinned or the model's only candidate).
+    /// sends there when it is pinned or the model's only candidate). A <paramref name="soleCandidate"/> (pinned, or
+    /// the model's only upstream) is never skipped: with nowhere else to go, the request goes there as it would
+    /// without a pool, beside the probe.
     /// </summary>
-    public UpstreamAttempt? TryBeginAttempt(PoolUpstream upstream, string? model)
+    public UpstreamAttempt? TryBeginAttempt(PoolUpstream upstream, string? model, bool soleCandidate = false)
     {
         var modelKey = model ?? NoModel;
         var state = _states.GetOrAdd(upstream.Name, static _ => new UpstreamState());
@@ -89,6 +91,11 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
 
                 if (cooldown.ProbeUntil is { } probe && now < probe)
                 {
+                    if (soleCandidate)
+                    {
+                        continue;
+                    }
+
                     return null;
                 }
 

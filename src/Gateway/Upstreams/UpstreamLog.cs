@@ -1,6 +1,6 @@
 namespace Gateway.Upstreams;
 
-/// <summary>Events 8100–8119. Never log a key, token or body here.</summary>
+/// <summary>Events 8300–8309, and 2001 (the single upstream's key event, id kept). Never log a key, token or body here.</summary>
 internal static partial class UpstreamLog
 {
     [LoggerMessage(EventId = 8300, EventName = "UpstreamCoolingDown", Level = LogLevel.Warning,
@@ -26,4 +26,8 @@ internal static partial class UpstreamLog
     [LoggerMessage(EventId = 8305, EventName = "UpstreamKeyFileUnreadable", Level = LogLevel.Error,
         Message = "Key file {Path} of upstream {Upstream} could not be read ({Reason}); keeping the previous key")]
     public static partial void KeyFileUnreadable(ILogger logger, string upstream, string path, string reason);
+
+    [LoggerMessage(EventId = 2001, EventName = "UpstreamKeyChanged", Level = LogLevel.Information,
+        Message = "Upstream {Upstream} key loaded from {Source}")]
+    public static partial void KeyChanged(ILogger logger, string upstream, string source);
 }

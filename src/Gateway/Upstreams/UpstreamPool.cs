@@ -15,8 +15,8 @@ internal sealed class UpstreamPool : IDisposable
 {
     public const string DefaultUpstreamName = "default";
 
-    /// <summary>The environment variable today's single upstream falls back to.</summary>
-    public const string DefaultKeyEnvironmentVariable = "OPENAI_API_KEY";
+    /// <summary>The environment variable the single upstream falls back to.</summary>
+    public const string DefaultKeyEnvironmentVariable = UpstreamOptions.DefaultKeyEnvironmentVariable;
 
     private readonly GatewaySettings _settings;
     private readonly IConfiguration _configuration;
@@ -80,6 +80,28 @@ internal sealed class UpstreamPool : IDisposable
             transports.TryAdd(upstream.Transport.Key, upstream.Transport);
         }
 
+        // A key file keeps its reader (last key, last read) across reloads, so a rotation is noticed and logged once.
+        var keyFiles = new Dictionary<string, FileKeyCredentialSource>(StringComparer.OrdinalIgnoreCase);
+        foreach (var upstream in previous?.Upstreams ?? [])
+        {
+            if (upstream.Credentials is FileKeyCredentialSource file)
+            {
+                keyFiles[upstream.Name] = file;
+            }
+        }
+
+        FileKeyCredentialSource FileSource(string name, string source, UpstreamAuthHeader header, string path, string? keyWhileFileMissing)
+        {
+            if (keyFiles.TryGetValue(name, out var kept) && kept.Identity == (header, path, keyWhileFileMissing))
+            {
+                return kept;
+            }
+
+            return new FileKeyCredentialSource(header, path, keyWhileFileMissing, _time, new KeyFileEvents(
+                () => UpstreamLog.KeyChanged(_logger, name, source),
+                reason => UpstreamLog.KeyFileUnreadable(_logger, name, path, reason)));
+        }
+
         UpstreamTransport TransportFor(TransportKey key)
         {
             if (!transports.TryGetValue(key, out var transport))
@@ -94,43 +116,45 @@ internal sealed class UpstreamPool : IDisposable
         List<PoolUpstream> upstreams;
         if (options.Upstreams.Count == 0)
         {
-            upstreams = [FromSingleUpstream(options.Upstream, TransportFor(TransportKey.From(DefaultUpstreamName, options.Upstream)))];
+            upstreams = [FromSingleUpstream(options.Upstream, TransportFor(TransportKey.From(DefaultUpstreamName, options.Upstream)), FileSource)];
         }
         else
         {
             upstreams = options.Upstreams
-                .Select(pair => FromPoolEntry(pair.Key, pair.Value, TransportFor(TransportKey.From(pair.Key, pair.Value))))
+                .Select(pair => FromPoolEntry(pair.Key, pair.Value, TransportFor(TransportKey.From(pair.Key, pair.Value)), FileSource))
                 .ToList();
         }
 
         upstreams.Sort((a, b) => a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : string.CompareOrdinal(a.Name, b.Name));
-        return new UpstreamPoolSnapshot(upstreams, options.Routing);
+        return new UpstreamPoolSnapshot(upstreams, options.Routing, isSingleUpstream: options.Upstreams.Count == 0);
     }
 
-    private PoolUpstream FromPoolEntry(string name, PoolUpstreamOptions options, UpstreamTransport transport)
+    private PoolUpstream FromPoolEntry(string name, PoolUpstreamOptions options, UpstreamTransport transport, KeyFileReader keyFile)
     {
         var models = options.Models is { Count: > 0 } map ? map.ToFrozenDictionary(StringComparer.Ordinal) : null;
         return new PoolUpstream(
             name, transport.Key.BaseUrl, options.Priority, options.Weight, models, options.PriceMultiplier,
-            options.Organization, options.Project, options.AuthHeader, transport, CredentialsFor(name, options));
+            options.Organization, options.Project, options.AuthHeader, transport, CredentialsFor(name, options, keyFile));
     }
 
-    private PoolUpstream FromSingleUpstream(UpstreamOptions options, UpstreamTransport transport)
+    /// <summary><c>Gateway:Upstream</c> as the pool's only upstream, <c>default</c>. Key: <c>ApiKey</c>, else
+    /// <c>ApiKeyFile</c> (while that file does not exist, <c>OPENAI_API_KEY</c>), else <c>OPENAI_API_KEY</c>.</summary>
+    private PoolUpstream FromSingleUpstream(UpstreamOptions options, UpstreamTransport transport, KeyFileReader keyFile)
     {
         var header = UpstreamAuthHeaderConverter.Parse(options.AuthHeader);
+        var environmentKey = (_configuration[DefaultKeyEnvironmentVariable] ?? "").Trim();
         IUpstreamCredentialSource credentials = !string.IsNullOrWhiteSpace(options.ApiKey)
             ? new StaticKeyCredentialSource(header, options.ApiKey.Trim())
-            : !string.IsNullOrWhiteSpace(options.ApiKeyFile) && File.Exists(options.ApiKeyFile)
-                ? FileSource(DefaultUpstreamName, header, options.ApiKeyFile)
-                : new StaticKeyCredentialSource(header, (_configuration[DefaultKeyEnvironmentVariable] ?? "").Trim());
+            : !string.IsNullOrWhiteSpace(options.ApiKeyFile)
+                ? keyFile(DefaultUpstreamName, "Gateway:Upstream:ApiKeyFile", header, options.ApiKeyFile, environmentKey)
+                : new StaticKeyCredentialSource(header, environmentKey);
 
-        // Gateway:Upstream has no PriceMultiplier on this branch; phase 2 maps it here once merged.
         return new PoolUpstream(
-            DefaultUpstreamName, transport.Key.BaseUrl, Priority: 1, Weight: 1, Models: null, PriceMultiplier: 1m,
+            DefaultUpstreamName, transport.Key.BaseUrl, Priority: 1, Weight: 1, Models: null, options.PriceMultiplier,
             options.Organization, options.Project, header, transport, credentials);
     }
 
-    private IUpstreamCredentialSource CredentialsFor(string name, PoolUpstreamOptions options)
+    private IUpstreamCredentialSource CredentialsFor(string name, PoolUpstreamOptions options, KeyFileReader keyFile)
     {
         if (options.AuthHeader == UpstreamAuthHeader.AzureIdentity)
         {
@@ -144,14 +168,14 @@ internal sealed class UpstreamPool : IDisposable
 
         if (!string.IsNullOrWhiteSpace(options.ApiKeyFile))
         {
-            return FileSource(name, options.AuthHeader, options.ApiKeyFile);
+            return keyFile(name, $"Gateway:Upstreams:{name}:ApiKeyFile", options.AuthHeader, options.ApiKeyFile, null);
         }
 
         return new StaticKeyCredentialSource(options.AuthHeader, (_configuration[options.ApiKeyEnvironmentVariable ?? ""] ?? "").Trim());
     }
 
-    private FileKeyCredentialSource FileSource(string name, UpstreamAuthHeader header, string path) =>
-        new(header, path, _time, reason => UpstreamLog.KeyFileUnreadable(_logger, name, path, reason));
+    /// <summary>The key file reader for one upstream (kept from the previous snapshot when unchanged).</summary>
+    private delegate FileKeyCredentialSource KeyFileReader(string upstream, string source, UpstreamAuthHeader header, string path, string? keyWhileFileMissing);
 
     public void Dispose()
     {

@@ -11,12 +11,21 @@ internal sealed class UpstreamPoolSnapshot
 {
     private readonly FrozenDictionary<string, PoolUpstream> _byName;
 
-    public UpstreamPoolSnapshot(IReadOnlyList<PoolUpstream> upstreams, RoutingOptions routing)
+    public UpstreamPoolSnapshot(IReadOnlyList<PoolUpstream> upstreams, RoutingOptions routing, bool isSingleUpstream = false)
     {
         Upstreams = upstreams;
         Routing = routing;
+        IsSingleUpstream = isSingleUpstream;
         _byName = upstreams.ToFrozenDictionary(u => u.Name, StringComparer.OrdinalIgnoreCase);
+        // One upstream serving every model: every unpinned request gets the same choice, made once here.
+        SoleChoice = upstreams is [{ Models: null }] ? new UpstreamChoice(UpstreamChoiceKind.Candidates, this, upstreams, null) : null;
     }
+
+    /// <summary>Built from <c>Gateway:Upstream</c> alone (its only member is <c>default</c>).</summary>
+    public bool IsSingleUpstream { get; }
+
+    /// <summary>The choice for any unpinned request when the pool is one upstream without a model map, else null.</summary>
+    public UpstreamChoice? SoleChoice { get; }
 
     /// <summary>Ordered by priority, then name.</summary>
     public IReadOnlyList<PoolUpstream> Upstreams { get; }

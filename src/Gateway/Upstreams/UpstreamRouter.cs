@@ -23,6 +23,11 @@ internal sealed class UpstreamRouter(UpstreamPool pool, UpstreamHealth health, R
                 : new UpstreamChoice(UpstreamChoiceKind.PinnedUpstreamGone, snapshot, [], null);
         }
 
+        if (snapshot.SoleChoice is { } sole)
+        {
+            return sole; // the single-upstream case allocates nothing
+        }
+
         var serving = new List<PoolUpstream>(snapshot.Upstreams.Count);
         foreach (var upstream in snapshot.Upstreams)
         {
@@ -66,10 +71,19 @@ internal sealed class UpstreamRouter(UpstreamPool pool, UpstreamHealth health, R
         return new UpstreamChoice(UpstreamChoiceKind.Candidates, snapshot, OrderByPriorityAndWeight(available), null);
     }
 
-    /// <summary>/readyz: ready while at least one upstream of the current pool takes traffic.</summary>
+    /// <summary>
+    /// /readyz: ready while at least one upstream of the current pool takes traffic. <c>Gateway:Upstream</c> alone
+    /// leaves readiness alone, as before pools: with nowhere else to send, an unready replica helps no one.
+    /// </summary>
     public bool IsAnyUsable()
     {
-        foreach (var upstream in pool.Current.Upstreams)
+        var snapshot = pool.Current;
+        if (snapshot.IsSingleUpstream)
+        {
+            return true;
+        }
+
+        foreach (var upstream in snapshot.Upstreams)
         {
             if (health.IsUsable(upstream.Name))
             {
