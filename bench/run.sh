@@ -221,6 +221,7 @@ if [ $MICRO -eq 1 ]; then
   } >>"$OUT/summary.md"
 fi
 
+bash "$ROOT/bench/pool.sh" --out="$OUT" --work="$WORK" --rounds="$ROUNDS" --duration="$DURATION" --connections="$CONNECTIONS" --warmup="$WARMUP" || echo "pool benchmark failed"
 echo
 cat "$OUT/summary.md"
 echo
