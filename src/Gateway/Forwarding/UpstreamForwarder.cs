@@ -103,7 +103,7 @@ internal sealed class UpstreamForwarder(
             {
                 DropAnswer = response =>
                 {
-                    var outcome = UpstreamAttemptOutcome.Answered((int)response.StatusCode, RetryHint.From(response, clock.GetUtcNow()));
+                    var outcome = UpstreamAttemptOutcome.FromAnswer(response, clock.GetUtcNow());
                     health.Report(attempt, outcome, routing);
                     reported = true;
                     action = UpstreamFailoverPolicy.Decide(outcome, new FailoverContext(number, routing.MaxAttempts, hasNext, failoverAllowed, earlierRateLimited));
@@ -175,7 +175,7 @@ internal sealed class UpstreamForwarder(
         ? null
         : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId);
 
-    private static async Task<UpstreamTarget> TargetAsync(AuthenticatedRequest request, PoolUpstream upstream)
+    private static async ValueTask<UpstreamTarget> TargetAsync(AuthenticatedRequest request, PoolUpstream upstream)
     {
         var credential = await upstream.Credentials.GetAsync(request.Http.RequestAborted);
         var model = request.Facts?.Model;

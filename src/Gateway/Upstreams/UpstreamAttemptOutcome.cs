@@ -7,6 +7,16 @@ internal readonly record struct UpstreamAttemptOutcome(int StatusCode, UpstreamT
 {
     public static UpstreamAttemptOutcome Answered(int statusCode, TimeSpan? retryHint = null) => new(statusCode, UpstreamTransportFailure.None, retryHint);
 
+    /// <summary>
+    /// The outcome of an answer's headers. The retry hint is read only where it is used (429 and 5xx cooldowns): a
+    /// 200 from OpenAI carries x-ratelimit-reset-* too, and parsing them on every answer would be wasted work.
+    /// </summary>
+    public static UpstreamAttemptOutcome FromAnswer(HttpResponseMessage response, DateTimeOffset now)
+    {
+        var status = (int)response.StatusCode;
+        return Answered(status, status is 429 or >= 500 ? Upstreams.RetryHint.From(response, now) : null);
+    }
+
     public static UpstreamAttemptOutcome ConnectFailed => new(0, UpstreamTransportFailure.ConnectFailure, null);
 
     /// <summary>Silent past the activity timeout before response headers.</summary>
