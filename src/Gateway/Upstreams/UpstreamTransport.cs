@@ -5,8 +5,8 @@ using Yarp.ReverseProxy.Forwarder;
 namespace Gateway.Upstreams;
 
 /// <summary>
-/// The connection pool and YARP request config of one upstream, pool member or the single <c>Gateway:Upstream</c>
-/// (Forwarding/UpstreamClient builds its pool here too): HTTP/2 where offered, no cookies, redirects or automatic
+/// The connection pool and YARP request config of one upstream of the pool (a <c>Gateway:Upstreams</c> member, or
+/// <c>Gateway:Upstream</c> as <c>default</c>): HTTP/2 where offered, no cookies, redirects or automatic
 /// decompression, no trace headers, long activity timeout.
 /// </summary>
 internal sealed record UpstreamTransport(HttpMessageInvoker Invoker, ForwarderRequestConfig RequestConfig, TransportKey Key)
