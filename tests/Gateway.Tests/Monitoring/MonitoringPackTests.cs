@@ -108,17 +108,9 @@ public sealed class MonitoringPackTests
         {
             var expression = raw.Replace("$__rate_interval", "30s", StringComparison.Ordinal).Replace("$__range", "10m", StringComparison.Ordinal)
                 .Replace("$tenant", ".*", StringComparison.Ordinal);
-            // Upstream cooldowns come with upstream pools (#12): the expression must evaluate, and is empty until then.
-            var expectEmpty = expression.Contains("gateway_upstream_cooldowns_total", StringComparison.Ordinal);
-            var result = await prometheus.QueryUntilAsync(expression, r => r.Length > 0 && r.All(s => !double.IsNaN(PrometheusServer.Value(s))) || expectEmpty, TimeSpan.FromSeconds(30));
-            if (expectEmpty)
-            {
-                Assert.Empty(result);
-            }
-            else
-            {
-                Assert.True(result.Length > 0, $"dashboard expression returned no series: {expression}\n{prometheus.Output}");
-            }
+            // Upstream cooldowns included: the four consecutive 5xx of each round cool the single upstream, "default" (#12).
+            var result = await prometheus.QueryUntilAsync(expression, r => r.Length > 0 && r.All(s => !double.IsNaN(PrometheusServer.Value(s))), TimeSpan.FromSeconds(30));
+            Assert.True(result.Length > 0, $"dashboard expression returned no series: {expression}\n{prometheus.Output}");
         }
 
         // Every alert rule loaded from the shipped file, evaluated by Prometheus without error.
@@ -137,7 +129,8 @@ public sealed class MonitoringPackTests
             },
             ["GatewayQuotaStoreFailing"] = r => Assert.Equal("redis", PrometheusServer.Label(Assert.Single(r), "store")),
             ["GatewayHigh5xxRatio"] = r => Assert.InRange(PrometheusServer.Value(Assert.Single(r)), 0.05, 1.0),
-            ["GatewayUpstreamCooldowns"] = Assert.Empty, // pools (#12) not built yet
+            // FailuresBeforeCooldown (3) consecutive 5xx cool Gateway:Upstream, the pool's "default" member.
+            ["GatewayUpstreamCooldowns"] = r => Assert.Equal("default", PrometheusServer.Label(Assert.Single(r), "upstream")),
             ["GatewayRequestsWithoutUsage"] = r => Assert.Equal(("tenant-b", "responses.create"),
                 (PrometheusServer.Label(Assert.Single(r), "tenant"), PrometheusServer.Label(r[0], "endpoint"))),
             ["GatewayUnpricedModel"] = r => Assert.Equal(model, PrometheusServer.Label(Assert.Single(r), "model")),
@@ -145,7 +138,7 @@ public sealed class MonitoringPackTests
         Assert.Equal(expected.Keys.Order(), rules.Keys.Order());
         foreach (var (name, query) in rules)
         {
-            var result = await prometheus.QueryUntilAsync(query, r => r.Length > 0, name is "GatewayAbsent" or "GatewayUpstreamCooldowns" ? TimeSpan.Zero : TimeSpan.FromSeconds(30));
+            var result = await prometheus.QueryUntilAsync(query, r => r.Length > 0, name is "GatewayAbsent" ? TimeSpan.Zero : TimeSpan.FromSeconds(30));
             expected[name](result);
         }
     }
