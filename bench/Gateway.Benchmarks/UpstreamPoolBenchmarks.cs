@@ -21,6 +21,9 @@ public class UpstreamPoolBenchmarks
     private UpstreamPool _pool = null!;
     private UpstreamHealth _health = null!;
     private UpstreamRouter _router = null!;
+    private GatewaySettings _singleSettings = null!;
+    private UpstreamPool _singlePool = null!;
+    private UpstreamRouter _singleRouter = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -40,6 +43,12 @@ public class UpstreamPoolBenchmarks
         _pool = new UpstreamPool(_settings, configuration, TimeProvider.System, NullLogger<UpstreamPool>.Instance);
         _health = new UpstreamHealth(TimeProvider.System, new UpstreamMetrics(_services.GetRequiredService<IMeterFactory>()), NullLogger<UpstreamHealth>.Instance);
         _router = new UpstreamRouter(_pool, _health);
+
+        // Gateway:Upstream alone: the pool's only member, "default" (the one request path of every single-upstream deployment).
+        var single = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Gateway:Upstream:ApiKey"] = "sk-single" }).Build();
+        _singleSettings = new GatewaySettings(single, new GatewayOptionsValidator(single), NullLogger<GatewaySettings>.Instance);
+        _singlePool = new UpstreamPool(_singleSettings, single, TimeProvider.System, NullLogger<UpstreamPool>.Instance);
+        _singleRouter = new UpstreamRouter(_singlePool, _health);
     }
 
     [GlobalCleanup]
@@ -47,6 +56,8 @@ public class UpstreamPoolBenchmarks
     {
         _pool.Dispose();
         _settings.Dispose();
+        _singlePool.Dispose();
+        _singleSettings.Dispose();
         _services.Dispose();
     }
 
@@ -56,6 +67,17 @@ public class UpstreamPoolBenchmarks
         var choice = _router.Choose("gpt-4.1-mini");
         var upstream = choice.Candidates[0];
         var attempt = _health.TryBeginAttempt(upstream, "gpt-4.1-mini")!;
+        var credential = await upstream.Credentials.GetAsync(default);
+        _health.Report(attempt, UpstreamAttemptOutcome.Answered(200), choice.Snapshot.Routing);
+        return credential.Value;
+    }
+
+    [Benchmark]
+    public async ValueTask<string> SingleUpstreamChooseAttemptReport()
+    {
+        var choice = _singleRouter.Choose("gpt-4.1-mini");
+        var upstream = choice.Candidates[0];
+        var attempt = _health.TryBeginAttempt(upstream, "gpt-4.1-mini", soleCandidate: true)!;
         var credential = await upstream.Credentials.GetAsync(default);
         _health.Report(attempt, UpstreamAttemptOutcome.Answered(200), choice.Snapshot.Routing);
         return credential.Value;
