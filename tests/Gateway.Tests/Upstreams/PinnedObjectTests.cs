@@ -141,6 +141,59 @@ public abstract class PinnedObjectTests : IAsyncLifetime
         Assert.Empty(RequestsFrom(West, "b"));
     }
 
+    /// <summary>
+    /// Tenant B holds a response of its own on west and knows an id of A's on east; it tries to get a request of its own
+    /// sent to east (where A's objects live) or to confuse the pin. Every attempt is refused before any upstream.
+    /// </summary>
+    [SkippableFact]
+    public async Task HostileTenant_ForgedDuplicateForeignOrOverlongIds_NeverSteersARequestToAnotherUpstream()
+    {
+        var ofA = (await Responses(TestKeys.KeyA).CreateResponseAsync(Model, "Tell me a joke")).Value.Id;
+        using var a = Client(Gateway, TestKeys.KeyA, "a");
+        var conversationOfA = await CreateConversationAsync(a);
+        East.SetMode(FakeUpstreamMode.Throttle(retryAfterSeconds: 60));
+        using var b = Client(Gateway, TestKeys.KeyB, "b");
+        var ofB = await CreateResponseAsync(b);
+        East.SetMode(FakeUpstreamMode.Normal);
+        Assert.Single(RequestsFrom(West, "b"));
+        var eastSawOfB = RequestsFrom(East, "b").Count; // the create's first, throttled attempt
+        var forged = NeverSeen.Response();
+
+        async Task<(HttpStatusCode Status, string Body)> SendAsync(string body)
+        {
+            using var response = await b.PostAsync("responses", Json(body));
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+
+        // An id never issued, another tenant's id, the same key twice (the second one A's), and the object form of
+        // conversation naming A's conversation: each refused by the gateway (404/400), never routed.
+        Assert.Equal(HttpStatusCode.BadRequest, (await SendAsync($$"""{"model":"gpt-4o-mini","input":"x","previous_response_id":"{{forged}}"}""")).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await SendAsync($$"""{"model":"gpt-4o-mini","input":"x","previous_response_id":"{{ofA}}"}""")).Status);
+        var duplicate = await SendAsync($$"""{"model":"gpt-4o-mini","input":"x","previous_response_id":"{{ofB}}","previous_response_id":"{{ofA}}"}""");
+        Assert.Equal(HttpStatusCode.BadRequest, duplicate.Status);
+        Assert.Contains("duplicate_parameter", duplicate.Body, StringComparison.Ordinal);
+        var objectForm = await SendAsync($$$"""{"model":"gpt-4o-mini","input":"x","previous_response_id":"{{{ofB}}}","conversation":{"id":"{{{conversationOfA}}}"}}""");
+        Assert.Equal(HttpStatusCode.NotFound, objectForm.Status);
+        Assert.Contains($"Conversation with id '{conversationOfA}' not found.", objectForm.Body, StringComparison.Ordinal);
+        var twoIds = await SendAsync($$$"""{"model":"gpt-4o-mini","input":"x","conversation":{"id":"{{{conversationOfA}}}","id":"{{{conversationOfA}}}"}}""");
+        Assert.Equal(HttpStatusCode.BadRequest, twoIds.Status);
+
+        // Over-long ids, in the body and in the path: refused as OpenAI does, before any store lookup.
+        var overlong = "resp_" + new string('a', 300);
+        var longBody = await SendAsync($$"""{"model":"gpt-4o-mini","input":"x","previous_response_id":"{{overlong}}"}""");
+        Assert.Equal(HttpStatusCode.BadRequest, longBody.Status);
+        Assert.Contains("string_above_max_length", longBody.Body, StringComparison.Ordinal);
+        using var longPath = await b.GetAsync($"responses/{overlong}");
+        Assert.Equal(HttpStatusCode.BadRequest, longPath.StatusCode);
+        using var foreignPath = await b.GetAsync($"responses/{ofA}");
+        Assert.Equal(HttpStatusCode.NotFound, foreignPath.StatusCode);
+
+        // Its own id still works and stays on west; nothing else of B's reached east.
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync($$"""{"model":"gpt-4o-mini","input":"x","previous_response_id":"{{ofB}}"}""")).Status);
+        Assert.Equal(eastSawOfB, RequestsFrom(East, "b").Count);
+        Assert.Equal(2, RequestsFrom(West, "b").Count);
+    }
+
     [SkippableFact]
     public async Task StoreFalseCreate_NotPinned_GoesWhereverTheRouterSends()
     {
