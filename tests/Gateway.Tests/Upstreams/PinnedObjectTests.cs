@@ -126,6 +126,35 @@ public abstract class PinnedObjectTests : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task PinnedStoredChatCompletion_ItsUpstreamCools_RetrievalRelaysItsAnswerThenIsServedThere()
+    {
+        using var a = Client(Gateway, TestKeys.KeyA, "a");
+        var completion = await CreateStoredChatCompletionAsync(a);
+        East.SetMode(FakeUpstreamMode.Throttle(retryAfterSeconds: 60));
+        using var unstored = await a.PostAsync("chat/completions", Json("""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}"""));
+        Assert.Equal("west", UsageEvents.Text(await UsageEvents.OfAsync(Gateway, unstored), "Upstream"));
+
+        using (var relayed = await a.GetAsync($"chat/completions/{completion}"))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, relayed.StatusCode); // east's own 429: no failover for a pinned id
+        }
+
+        East.SetMode(FakeUpstreamMode.Normal);
+        using (var served = await a.GetAsync($"chat/completions/{completion}"))
+        {
+            Assert.Equal(completion, (await ReadJsonAsync(served)).GetProperty("id").GetString());
+        }
+
+        using (var messages = await a.GetAsync($"chat/completions/{completion}/messages"))
+        {
+            Assert.Equal(HttpStatusCode.OK, messages.StatusCode);
+        }
+
+        Assert.Equal(3, East.Requests.Count(r => r.Method == "GET" && r.PathAndQuery.StartsWith($"/v1/chat/completions/{completion}", StringComparison.Ordinal)));
+        Assert.DoesNotContain(West.Requests, r => r.PathAndQuery.Contains(completion, StringComparison.Ordinal));
+    }
+
+    [SkippableFact]
     public async Task PinnedResponse_OtherTenant_StillGetsNotFoundAndNothingIsForwarded()
     {
         var pinned = (await Responses(TestKeys.KeyA).CreateResponseAsync(Model, "Tell me a joke")).Value.Id;
