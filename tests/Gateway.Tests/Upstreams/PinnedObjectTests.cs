@@ -117,6 +117,7 @@ public abstract class PinnedObjectTests : IAsyncLifetime
         Assert.Contains(toEast, r => r.Method == "GET" && r.PathAndQuery.StartsWith($"/v1/responses/{pinned}/input_items", StringComparison.Ordinal));
         Assert.Contains(toEast, r => r.Method == "DELETE");
         Assert.Contains(East.Requests, r => r.Method == "POST" && r.PathAndQuery == $"/v1/responses/{background}/cancel");
+        Assert.All(toEast, r => Assert.Equal("Bearer sk-east", r.Header("Authorization"))); // east's own key, never west's or the tenant's
         Assert.DoesNotContain(West.Requests, r => r.PathAndQuery.Contains(pinned, StringComparison.Ordinal) || r.BodyText.Contains(pinned, StringComparison.Ordinal)
             || r.PathAndQuery.Contains(background, StringComparison.Ordinal));
 
