@@ -52,12 +52,21 @@ internal sealed class UpstreamForwarder(
     /// The pool (issue #12): the candidates for the client's model in order; per attempt the upstream's key, its
     /// deployment name in the body and a fresh copy of the buffered body. A 429, 5xx, 401/403, connect failure or
     /// timeout before headers moves on to the next candidate (at most Routing:MaxAttempts); once headers are relayed
-    /// nothing is retried. Usage and quotas keep the client's model name.
+    /// nothing is retried. Usage and quotas keep the client's model name. A request naming an object recorded with its
+    /// upstream (<see cref="AuthenticatedRequest.Pin"/>) goes there only, cooling or not, and its answer is relayed.
     /// </summary>
     private async Task<UpstreamExchange> SendThroughPoolAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus)
     {
         var model = request.Facts?.Model;
-        var choice = router.Choose(model);
+        var pin = request.Pin;
+        var choice = router.Choose(model, pin?.Upstream);
+        if (choice.Kind == UpstreamChoiceKind.PinnedUpstreamGone)
+        {
+            // The upstream holding the object was removed: the object is unreachable, as OpenAI says of an unknown id.
+            UpstreamLog.PinnedUpstreamGone(logger, request.Tenant.Id, pin!.Kind.ToString(), pin.ObjectId, pin.Where, pin.Upstream, request.RequestId);
+            return await RefuseAsync(request, quotaStatus, IsolationGuard.NotFound(pin));
+        }
+
         if (choice.Kind == UpstreamChoiceKind.NoUpstreamServesModel)
         {
             return await RefuseAsync(request, quotaStatus, new OpenAIError(StatusCodes.Status404NotFound,
@@ -66,18 +75,21 @@ internal sealed class UpstreamForwarder(
 
         if (choice.Kind != UpstreamChoiceKind.Candidates)
         {
-            return await RefuseAsync(request, quotaStatus, RateLimited(choice.RetryAfter));
+            return await ExhaustedAsync(request, quotaStatus, choice.RetryAfter ?? TimeSpan.Zero, null, 0);
         }
 
         var routing = choice.Snapshot.Routing;
         var candidates = choice.Candidates;
-        var failoverAllowed = candidates.Count > 1;
+        var failoverAllowed = pin is null && candidates.Count > 1;
+        // Objects created through a configured pool are pinned to their upstream; the implicit single upstream is not, so
+        // moving from Gateway:Upstream to Gateway:Upstreams does not strand them.
+        var pinCreated = !choice.Snapshot.IsSingleUpstream;
         var attempts = 0;
         var earlierRateLimited = false;
         for (var index = 0; index < candidates.Count && attempts < routing.MaxAttempts; index++)
         {
             var upstream = candidates[index];
-            if (health.TryBeginAttempt(upstream, model, soleCandidate: !failoverAllowed) is not { } attempt)
+            if ((pin is null ? health.TryBeginAttempt(upstream, model, soleCandidate: !failoverAllowed) : health.BeginPinnedAttempt(upstream, model)) is not { } attempt)
             {
                 continue; // another request probes it
             }
@@ -99,7 +111,7 @@ internal sealed class UpstreamForwarder(
                 return new UpstreamExchange(upstream.Name, ForwarderError.None, 0, UsageReading.None) { Attempts = attempts, Fault = ex };
             }
 
-            var call = new UpstreamCall(request, quotaStatus, clock, ObjectIdentified(request))
+            var call = new UpstreamCall(request, quotaStatus, clock, ObjectIdentified(request, pinCreated ? upstream.Name : null))
             {
                 DropAnswer = response =>
                 {
@@ -138,7 +150,7 @@ internal sealed class UpstreamForwarder(
                         context.Response.Clear();
                         context.Features.Set<IForwarderErrorFeature>(null);
                         ReleaseObserver(call);
-                        return await RefuseAsync(request, quotaStatus, RateLimited(choice.RetryAfter ?? SoonestRecovery(candidates, model)), upstream.Name, attempts);
+                        return await ExhaustedAsync(request, quotaStatus, choice.RetryAfter ?? SoonestRecovery(candidates, model), upstream.Name, attempts);
                     }
                 }
                 else
@@ -161,19 +173,36 @@ internal sealed class UpstreamForwarder(
             if (action == FailoverAction.AnswerRateLimited || (action == FailoverAction.TryNext && error == ForwarderError.None))
             {
                 ReleaseObserver(call);
-                return await RefuseAsync(request, quotaStatus, RateLimited(SoonestRecovery(candidates, model)), upstream.Name, attempts);
+                return await ExhaustedAsync(request, quotaStatus, SoonestRecovery(candidates, model), upstream.Name, attempts);
             }
 
-            return await CompleteAsync(request, quotaStatus, call, target, error, fault, attempts);
+            if (failoverAllowed && action is FailoverAction.AnswerBadGateway or FailoverAction.AnswerGatewayTimeout)
+            {
+                // Every candidate tried failed: the gateway answers 502/504 itself.
+                UpstreamLog.NoUpstreamAnswered(logger, model, attempts, action == FailoverAction.AnswerGatewayTimeout ? 504 : 502,
+                    Math.Round(SoonestRecovery(candidates, model).TotalSeconds, 3), request.RequestId);
+            }
+
+            var exchange = await CompleteAsync(request, quotaStatus, call, target, error, fault, attempts);
+            return pinCreated ? exchange with { PriceMultiplier = upstream.PriceMultiplier } : exchange;
         }
 
         // Every candidate was being probed by other requests.
-        return await RefuseAsync(request, quotaStatus, RateLimited(SoonestRecovery(candidates, model)), null, attempts);
+        return await ExhaustedAsync(request, quotaStatus, SoonestRecovery(candidates, model), null, attempts);
     }
 
-    private Func<ObservedUsage, ValueTask>? ObjectIdentified(AuthenticatedRequest request) => request.Route!.CreatesObject == ObjectKind.None
+    /// <summary>Every candidate is cooling or rate limited: the gateway's own 429 with the soonest recovery, logged with the model.</summary>
+    private async Task<UpstreamExchange> ExhaustedAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus, TimeSpan retryAfter, string? upstream, int attempts)
+    {
+        var refusal = RateLimited(retryAfter);
+        UpstreamLog.NoUpstreamAnswered(logger, request.Facts?.Model, attempts, refusal.StatusCode,
+            Math.Round(Math.Max(retryAfter.TotalSeconds, 1), 3), request.RequestId); // RateLimited says 1 s at least
+        return await RefuseAsync(request, quotaStatus, refusal, upstream, attempts);
+    }
+
+    private Func<ObservedUsage, ValueTask>? ObjectIdentified(AuthenticatedRequest request, string? upstream) => request.Route!.CreatesObject == ObjectKind.None
         ? null
-        : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId);
+        : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId, upstream);
 
     private static async ValueTask<UpstreamTarget> TargetAsync(AuthenticatedRequest request, PoolUpstream upstream)
     {

@@ -17,47 +17,65 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         "Listing stored chat completions is not available through this gateway: the upstream list spans every tenant sharing the API key. " +
         "Retrieve your completions by id instead.", "invalid_request_error", null, "listing_not_supported");
 
-    public async ValueTask<OpenAIError?> CheckAsync(AuthenticatedRequest request)
+    /// <summary>
+    /// Refuses a request naming another tenant's (or an unknown) object; otherwise yields the upstream the named objects
+    /// live on, read from the same records (no second store read). Objects on two different upstreams cannot be
+    /// continued by one request: 400 naming the later parameter.
+    /// </summary>
+    public async ValueTask<IsolationCheck> CheckAsync(AuthenticatedRequest request)
     {
         var route = request.Route!;
         if (route.IsListing)
         {
             IsolationLog.ListingRefused(logger, request.Tenant.Id, route.Endpoint, request.RequestId);
-            return ListingRefused;
+            return new IsolationCheck(ListingRefused, null);
         }
 
+        UpstreamPin? pin = null;
         try
         {
-            if (route.PathObject != ObjectKind.None && request.PathId is { } pathId
-                && await RefuseAsync(request, pathId, route.PathObject, "path") is { } pathRefusal)
+            if (route.PathObject != ObjectKind.None && request.PathId is { } pathId)
             {
-                return pathRefusal;
+                var path = await CheckIdAsync(request, pathId, route.PathObject, "path", pin);
+                if (path.Refusal is not null)
+                {
+                    return path;
+                }
+
+                pin = path.Pin;
             }
 
             var facts = request.Facts;
-            if (facts?.PreviousResponseId is { } previous && await RefuseAsync(request, previous, ObjectKind.Response, "previous_response_id") is { } previousRefusal)
+            if (facts?.PreviousResponseId is { } previous)
             {
-                return previousRefusal;
+                var checkedPrevious = await CheckIdAsync(request, previous, ObjectKind.Response, "previous_response_id", pin);
+                if (checkedPrevious.Refusal is not null)
+                {
+                    return checkedPrevious;
+                }
+
+                pin = checkedPrevious.Pin;
             }
 
-            if (facts?.ConversationId is { } conversation && await RefuseAsync(request, conversation, ObjectKind.Conversation, "conversation") is { } conversationRefusal)
+            if (facts?.ConversationId is { } conversation)
             {
-                return conversationRefusal;
+                return await CheckIdAsync(request, conversation, ObjectKind.Conversation, "conversation", pin);
             }
         }
         catch (StoreUnavailableException)
         {
-            return OpenAIError.StoreUnavailable();
+            return new IsolationCheck(OpenAIError.StoreUnavailable(), null);
         }
 
-        return null;
+        return new IsolationCheck(null, pin);
     }
 
     /// <summary>
     /// Records ownership of the object this request created (and of the conversation it names); awaited by Forwarding
     /// before the chunk that carries the id is released to the client.
     /// </summary>
-    public async ValueTask RecordCreatedAsync(AuthenticatedRequest request, string? objectId, string? conversationId)
+    /// <param name="upstream">The pool upstream that created it (null without <c>Gateway:Upstreams</c>: not pinned).</param>
+    public async ValueTask RecordCreatedAsync(AuthenticatedRequest request, string? objectId, string? conversationId, string? upstream)
     {
         var tenant = request.Tenant.Id;
         var retention = settings.Current.Isolation.Retention;
@@ -68,13 +86,13 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
             if (objectId is { } id && storedByUpstream)
             {
                 // OpenAI never expires conversations, however they were created: neither does their ownership record.
-                await store.RecordOwnerAsync(id, tenant, created == ObjectKind.Conversation ? Timeout.InfiniteTimeSpan : retention, CancellationToken.None);
+                await store.RecordOwnerAsync(id, tenant, upstream, created == ObjectKind.Conversation ? Timeout.InfiniteTimeSpan : retention, CancellationToken.None);
             }
 
             if (conversationId is { } conversation)
             {
                 // OpenAI never expires conversations, so neither does their ownership record.
-                await store.RecordOwnerAsync(conversation, tenant, Timeout.InfiniteTimeSpan, CancellationToken.None);
+                await store.RecordOwnerAsync(conversation, tenant, upstream, Timeout.InfiniteTimeSpan, CancellationToken.None);
             }
         }
         catch (StoreUnavailableException)
@@ -104,18 +122,44 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         }
     }
 
-    private async ValueTask<OpenAIError?> RefuseAsync(AuthenticatedRequest request, string id, ObjectKind kind, string where)
+    /// <summary>The owner's id passes and may pin the request (<paramref name="pin"/> is what earlier ids pinned); anyone else's is refused.</summary>
+    private async ValueTask<IsolationCheck> CheckIdAsync(AuthenticatedRequest request, string id, ObjectKind kind, string where, UpstreamPin? pin)
     {
         var tenant = request.Tenant.Id;
         var owner = await store.GetOwnerAsync(id, request.Http.RequestAborted);
-        if (owner == tenant || (owner is null && settings.Current.Isolation.UnknownIds == UnknownIdMode.Allow))
+        if (owner is not { } known)
         {
-            return null;
+            if (settings.Current.Isolation.UnknownIds == UnknownIdMode.Allow)
+            {
+                return new IsolationCheck(null, pin);
+            }
+        }
+        else if (known.Tenant == tenant)
+        {
+            // Without Gateway:Upstreams there is one upstream: a pin left by an earlier pool configuration means nothing.
+            if (known.Upstream is not { } upstream || settings.Current.Upstreams.Count == 0)
+            {
+                return new IsolationCheck(null, pin); // recorded without a pool (or by an earlier version): routed as any request
+            }
+
+            if (pin is null || string.Equals(pin.Upstream, upstream, StringComparison.OrdinalIgnoreCase))
+            {
+                return new IsolationCheck(null, pin ?? new UpstreamPin(upstream, kind, id, where));
+            }
+
+            // Both objects are the tenant's, on two upstreams: no single upstream can serve the request.
+            IsolationLog.PinConflict(logger, tenant, pin.Where, pin.Upstream, where, upstream, request.RequestId);
+            return new IsolationCheck(new OpenAIError(StatusCodes.Status400BadRequest,
+                $"'{where}' cannot be used together with '{pin.Where}' here: the objects they name are held by different upstreams of this gateway.",
+                "invalid_request_error", where, "objects_on_different_upstreams"), null);
         }
 
-        IsolationLog.Refused(logger, tenant, owner ?? "(unknown)", kind.ToString(), id, where, request.RequestId);
-        return NotFound(kind, id, where);
+        IsolationLog.Refused(logger, tenant, owner?.Tenant ?? "(unknown)", kind.ToString(), id, where, request.RequestId);
+        return new IsolationCheck(NotFound(kind, id, where), null);
     }
+
+    /// <summary>What OpenAI answers for the pinned id when its upstream is no longer configured: the object is gone for good.</summary>
+    public static OpenAIError NotFound(UpstreamPin pin) => NotFound(pin.Kind, pin.ObjectId, pin.Where);
 
     /// <summary>OpenAI's own not-found answers, so a refusal reveals nothing about whether the id exists.</summary>
     private static OpenAIError NotFound(ObjectKind kind, string id, string where) => (kind, where) switch
@@ -133,6 +177,9 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
     };
 }
 
+/// <summary>Isolation's verdict: a refusal, or the upstream the named objects live on (null: any).</summary>
+internal readonly record struct IsolationCheck(OpenAIError? Refusal, UpstreamPin? Pin);
+
 internal static partial class IsolationLog
 {
     [LoggerMessage(EventId = 6001, EventName = "IsolationRefused", Level = LogLevel.Warning,
@@ -146,4 +193,8 @@ internal static partial class IsolationLog
     [LoggerMessage(EventId = 6003, EventName = "OwnershipNotRecorded", Level = LogLevel.Error,
         Message = "Ownership of an object created by tenant {Tenant} could not be recorded (store down) {RequestId}")]
     public static partial void OwnershipNotRecorded(ILogger logger, string tenant, string requestId);
+
+    [LoggerMessage(EventId = 6004, EventName = "IsolationPinConflict", Level = LogLevel.Information,
+        Message = "Tenant {Tenant} named objects on two upstreams ({FirstWhere} on {FirstUpstream}, {SecondWhere} on {SecondUpstream}); refused 400 {RequestId}")]
+    public static partial void PinConflict(ILogger logger, string tenant, string firstWhere, string firstUpstream, string secondWhere, string secondUpstream, string requestId);
 }

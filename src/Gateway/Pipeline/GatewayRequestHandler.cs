@@ -110,7 +110,7 @@ internal sealed class GatewayRequestHandler(
 
         var error = await ReadBodyAsync(journey, match.Route)
             ?? ApplyTenantPolicy(journey)
-            ?? await isolation.CheckAsync(journey.Request)
+            ?? await CheckIsolationAsync(journey)
             ?? await AdmitAsync(journey);
         if (error is not null)
         {
@@ -216,6 +216,18 @@ internal sealed class GatewayRequestHandler(
         return null;
     }
 
+    /// <summary>Isolation refuses, or says which upstream holds the objects the request names (the pin Forwarding follows).</summary>
+    private async ValueTask<OpenAIError?> CheckIsolationAsync(Journey journey)
+    {
+        var check = await isolation.CheckAsync(journey.Request);
+        if (check.Pin is { } pin)
+        {
+            journey.Request = journey.Request with { Pin = pin };
+        }
+
+        return check.Refusal;
+    }
+
     private async ValueTask<OpenAIError?> AdmitAsync(Journey journey)
     {
         var admitted = await quotas.AdmitAsync(journey.Request, journey.Admission);
@@ -283,6 +295,7 @@ internal sealed class GatewayRequestHandler(
             UpstreamRequestId = upstream?.UpstreamRequestId,
             Upstream = upstream is { Attempts: > 0 } ? upstream.Upstream : null,
             Attempts = upstream?.Attempts ?? 0,
+            PriceMultiplier = upstream?.PriceMultiplier,
             Streaming = upstream?.Streaming ?? false,
             OutputTokensSeen = upstream?.OutputTokensSeen ?? 0,
             FirstByteTimestamp = upstream?.FirstByteTimestamp ?? 0,

@@ -53,15 +53,18 @@ internal sealed class PriceBook : IDisposable
 
     public PriceTable Current => _current;
 
-    /// <summary>The cost in USD of the given tokens on <paramref name="model"/>, or null when it has no price (or there are no tokens).</summary>
-    public decimal? Cost(string? model, long? input, long? cachedInput, long? output)
+    /// <summary>
+    /// The cost in USD of the given tokens on <paramref name="model"/>, or null when it has no price (or there are no tokens).
+    /// <paramref name="multiplier"/>: the answering pool upstream's <c>PriceMultiplier</c>; null: <c>Gateway:Upstream</c>'s.
+    /// </summary>
+    public decimal? Cost(string? model, long? input, long? cachedInput, long? output, decimal? multiplier = null)
     {
         if ((input is null && output is null) || !_current.TryGet(model, out var price))
         {
             return null;
         }
 
-        return price.Cost(input ?? 0, cachedInput ?? 0, output ?? 0, _settings.Current.Upstream.PriceMultiplier);
+        return price.Cost(input ?? 0, cachedInput ?? 0, output ?? 0, multiplier ?? _settings.Current.Upstream.PriceMultiplier);
     }
 
     /// <summary>

@@ -21,4 +21,7 @@ internal sealed record AuthenticatedRequest(HttpContext Http, string RequestId, 
 
     /// <summary>The gateway turned on chat <c>include_usage</c>; the extra usage chunk must not reach the client.</summary>
     public bool HideChatUsageChunk { get; init; }
+
+    /// <summary>The upstream holding the object this request names (set by Isolation's check); null: any upstream may serve it.</summary>
+    public UpstreamPin? Pin { get; init; }
 }

@@ -38,11 +38,12 @@ internal interface ISharedStateStore
     ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Records that <paramref name="tenantId"/> created <paramref name="objectId"/> (first writer wins), for
-    /// <paramref name="retention"/>, or for ever when it is <see cref="Timeout.InfiniteTimeSpan"/>. The owner recording
-    /// it again with a longer retention extends the record (never shortens it); another tenant changes nothing.
+    /// Records that <paramref name="tenantId"/> created <paramref name="objectId"/> through <paramref name="upstream"/> (null:
+    /// not pinned) (first writer wins), for <paramref name="retention"/>, or for ever when it is <see cref="Timeout.InfiniteTimeSpan"/>.
+    /// The owner recording it again with a longer retention extends the record (never shortens it), and gives a record
+    /// without an upstream this one (never changes a recorded upstream); another tenant changes nothing.
     /// </summary>
-    ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken);
+    ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention, CancellationToken cancellationToken);
 
     /// <summary>
     /// The owner deleted the object: its record (a conversation's has no expiry) now expires after
@@ -50,7 +51,8 @@ internal interface ISharedStateStore
     /// </summary>
     ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken);
 
-    ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken);
+    /// <summary>The owner (and upstream, if recorded) of <paramref name="objectId"/>; null for an id without a live record.</summary>
+    ValueTask<ObjectOwner?> GetOwnerAsync(string objectId, CancellationToken cancellationToken);
 
     /// <summary>True when the store answers; for <c>/readyz</c>.</summary>
     ValueTask<bool> PingAsync(CancellationToken cancellationToken);

@@ -197,17 +197,17 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
         }
     }
 
-    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
-        _owners.RecordOwnerAsync(objectId, tenantId, retention);
+    public ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention, CancellationToken cancellationToken) =>
+        _owners.RecordOwnerAsync(objectId, tenantId, upstream, retention);
 
     public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
         _owners.ExpireOwnerAsync(objectId, tenantId, keepFor);
 
-    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
+    public ValueTask<ObjectOwner?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
 
     /// <summary>The live ownership record of <paramref name="objectId"/>, if this store holds one.</summary>
-    public bool TryGetOwnerRecord(string objectId, out string tenantId, out DateTimeOffset expiresAt) =>
-        _owners.TryGetOwnerRecord(objectId, out tenantId, out expiresAt);
+    public bool TryGetOwnerRecord(string objectId, out ObjectOwner owner, out DateTimeOffset expiresAt) =>
+        _owners.TryGetOwnerRecord(objectId, out owner, out expiresAt);
 
     public ValueTask<bool> PingAsync(CancellationToken cancellationToken) => ValueTask.FromResult(true);
 

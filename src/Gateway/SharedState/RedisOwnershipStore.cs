@@ -3,20 +3,27 @@ using StackExchange.Redis;
 namespace Gateway.SharedState;
 
 /// <summary>
-/// Object ownership in Redis: one string key per object id, <c>{prefix}:own:{id}</c>, holding the owning tenant,
-/// written by one-key scripts (first writer wins; the owner may lengthen, never shorten, the record). Part of
-/// <see cref="RedisStateStore"/>; kept apart from the quota ledger, with which it shares no key.
+/// Object ownership in Redis: one string key per object id, <c>{prefix}:own:{id}</c>, holding the owning tenant and,
+/// with an upstream pool, the upstream that holds the object (<c>tenant@upstream</c>; tenant ids and upstream names never
+/// contain <c>@</c>; a record without it is a tenant alone, as earlier versions wrote it), written by one-key scripts
+/// (first writer wins; the owner may lengthen, never shorten, the record). Part of <see cref="RedisStateStore"/>; kept
+/// apart from the quota ledger, with which it shares no key.
 /// </summary>
 internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string keyPrefix)
 {
-    // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever. First writer wins; the owner may lengthen (never shorten) the record.
+    private const char UpstreamSeparator = '@';
+
+    // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever 3 the record (tenant, or tenant@upstream). First writer wins;
+    // the owner may lengthen (never shorten) the record, and give a record without an upstream this one (never change it).
     private const string RecordOwnerScript = """
-        local owner = redis.call('GET', KEYS[1])
-        if not owner then
-          if ARGV[2] == '-1' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+        local record = redis.call('GET', KEYS[1])
+        if not record then
+          if ARGV[2] == '-1' then redis.call('SET', KEYS[1], ARGV[3]) else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2]) end
           return 1
         end
-        if owner ~= ARGV[1] then return 0 end
+        local at = string.find(record, '@', 1, true)
+        if (at and string.sub(record, 1, at - 1) or record) ~= ARGV[1] then return 0 end
+        if not at and ARGV[3] ~= ARGV[1] then redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL') end
         if ARGV[2] == '-1' then
           redis.call('PERSIST', KEYS[1])
         else
@@ -28,21 +35,38 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
 
     // KEYS: 1 owner; ARGV: 1 tenant 2 keepForMs. The owner's record expires after keepFor at the latest.
     private const string ExpireOwnerScript = """
-        if redis.call('GET', KEYS[1]) == ARGV[1] then
+        local record = redis.call('GET', KEYS[1])
+        if not record then return 0 end
+        local at = string.find(record, '@', 1, true)
+        if (at and string.sub(record, 1, at - 1) or record) == ARGV[1] then
           local ttl = redis.call('PTTL', KEYS[1])
           if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
         end
         return 0
         """;
 
-    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention) =>
+    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention) =>
         await redis.GetDatabase().ScriptEvaluateAsync(RecordOwnerScript, [OwnerKey(objectId)],
-            [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, (long)retention.TotalMilliseconds)]);
+            [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, (long)retention.TotalMilliseconds),
+             upstream is null ? tenantId : string.Concat(tenantId, "@", upstream)]);
 
     public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor) =>
         await redis.GetDatabase().ScriptEvaluateAsync(ExpireOwnerScript, [OwnerKey(objectId)], [tenantId, Math.Max(1, (long)keepFor.TotalMilliseconds)]);
 
-    public async ValueTask<string?> GetOwnerAsync(string objectId) => await redis.GetDatabase().StringGetAsync(OwnerKey(objectId));
+    public async ValueTask<ObjectOwner?> GetOwnerAsync(string objectId) => Parse(await redis.GetDatabase().StringGetAsync(OwnerKey(objectId)));
+
+    /// <summary>A stored record: <c>tenant</c> (no upstream known) or <c>tenant@upstream</c>.</summary>
+    internal static ObjectOwner? Parse(RedisValue value)
+    {
+        if (value.IsNull)
+        {
+            return null;
+        }
+
+        var record = (string)value!;
+        var at = record.IndexOf(UpstreamSeparator, StringComparison.Ordinal);
+        return at < 0 ? new ObjectOwner(record, null) : new ObjectOwner(record[..at], at + 1 < record.Length ? record[(at + 1)..] : null);
+    }
 
     private string OwnerKey(string objectId) => string.Concat(keyPrefix, ":own:", objectId);
 }

@@ -263,13 +263,13 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6]);
     }
 
-    public ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
-        _owners.RecordOwnerAsync(objectId, tenantId, retention);
+    public ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention, CancellationToken cancellationToken) =>
+        _owners.RecordOwnerAsync(objectId, tenantId, upstream, retention);
 
     public ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor, CancellationToken cancellationToken) =>
         _owners.ExpireOwnerAsync(objectId, tenantId, keepFor);
 
-    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
+    public ValueTask<ObjectOwner?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) => _owners.GetOwnerAsync(objectId);
 
     public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)
     {

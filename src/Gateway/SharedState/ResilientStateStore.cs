@@ -62,10 +62,10 @@ internal sealed class ResilientStateStore(
     public ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken) =>
         RunAsync("read", (s, r, ct) => s.ReadCountersAsync(r, windows, ct), tenantId, cancellationToken);
 
-    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, TimeSpan retention, CancellationToken cancellationToken) =>
+    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention, CancellationToken cancellationToken) =>
         await RunAsync("record_owner", async (s, r, ct) =>
         {
-            await s.RecordOwnerAsync(r, tenantId, retention, ct);
+            await s.RecordOwnerAsync(r, tenantId, upstream, retention, ct);
             return true;
         }, objectId, cancellationToken);
 
@@ -80,7 +80,7 @@ internal sealed class ResilientStateStore(
     /// Redis's answer, except for an id recorded by this replica's fallback during an outage: Redis never saw it, so it
     /// is written back then (once Redis answers again), and the object stays its owner's on every replica.
     /// </summary>
-    public ValueTask<string?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
+    public ValueTask<ObjectOwner?> GetOwnerAsync(string objectId, CancellationToken cancellationToken) =>
         RunAsync("get_owner", async (s, r, ct) =>
         {
             var owner = await s.GetOwnerAsync(r, ct);
@@ -92,10 +92,10 @@ internal sealed class ResilientStateStore(
             var retention = expiresAt == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : expiresAt - time.GetUtcNow();
             if (retention == Timeout.InfiniteTimeSpan || retention > TimeSpan.Zero)
             {
-                await s.RecordOwnerAsync(r, recorded, retention, ct);
+                await s.RecordOwnerAsync(r, recorded.Tenant, recorded.Upstream, retention, ct);
             }
 
-            return recorded;
+            return (ObjectOwner?)recorded;
         }, objectId, cancellationToken);
 
     public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)

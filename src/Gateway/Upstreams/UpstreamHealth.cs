@@ -107,6 +107,13 @@ internal sealed class UpstreamHealth(TimeProvider time, UpstreamMetrics metrics,
         }
     }
 
+    /// <summary>
+    /// For a pinned request (its object lives on <paramref name="upstream"/>; no other upstream can serve it): always an
+    /// attempt, cooling or not, even while another request probes the upstream (then it is not the probe).
+    /// </summary>
+    public UpstreamAttempt BeginPinnedAttempt(PoolUpstream upstream, string? model) =>
+        TryBeginAttempt(upstream, model) ?? new UpstreamAttempt(upstream.Name, model ?? NoModel, IsProbe: false);
+
     /// <summary>Call once per attempt with what came back before the first byte reached the client.</summary>
     public void Report(UpstreamAttempt attempt, UpstreamAttemptOutcome outcome, RoutingOptions routing)
     {

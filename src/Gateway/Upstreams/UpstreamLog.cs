@@ -1,6 +1,6 @@
 namespace Gateway.Upstreams;
 
-/// <summary>Events 8300–8309, and 2001 (the single upstream's key event, id kept). Never log a key, token or body here.</summary>
+/// <summary>Events 8300–8319, and 2001 (the single upstream's key event, id kept). Never log a key, token or body here.</summary>
 internal static partial class UpstreamLog
 {
     [LoggerMessage(EventId = 8300, EventName = "UpstreamCoolingDown", Level = LogLevel.Warning,
@@ -30,4 +30,12 @@ internal static partial class UpstreamLog
     [LoggerMessage(EventId = 2001, EventName = "UpstreamKeyChanged", Level = LogLevel.Information,
         Message = "Upstream {Upstream} key loaded from {Source}")]
     public static partial void KeyChanged(ILogger logger, string upstream, string source);
+
+    [LoggerMessage(EventId = 8310, EventName = "PinnedUpstreamGone", Level = LogLevel.Warning,
+        Message = "Tenant {Tenant} named {ObjectKind} {ObjectId} ({Where}) held by upstream {Upstream}, which is no longer configured; answered not found {RequestId}")]
+    public static partial void PinnedUpstreamGone(ILogger logger, string tenant, string objectKind, string objectId, string where, string upstream, string requestId);
+
+    [LoggerMessage(EventId = 8311, EventName = "NoUpstreamAnswered", Level = LogLevel.Warning,
+        Message = "No upstream could serve model {Model} after {Attempts} attempts; answered {StatusCode}, soonest recovery in {RetryAfterSeconds} s {RequestId}")]
+    public static partial void NoUpstreamAnswered(ILogger logger, string? model, int attempts, int statusCode, double retryAfterSeconds, string requestId);
 }

@@ -34,6 +34,9 @@ internal sealed record RequestOutcome(Outcome Kind, UsageReading Usage)
     /// <summary>How many upstreams were tried.</summary>
     public int Attempts { get; init; }
 
+    /// <summary>The answering upstream's price factor; null: <c>Gateway:Upstream:PriceMultiplier</c>.</summary>
+    public decimal? PriceMultiplier { get; init; }
+
     /// <summary>The upstream answered with an SSE stream.</summary>
     public bool Streaming { get; init; }
 

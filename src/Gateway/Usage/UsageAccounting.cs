@@ -28,7 +28,7 @@ internal sealed class UsageAccounting(
         if (usage.HasUsage)
         {
             return new UsageBill(UsageSource.Upstream, usage.InputTokens, usage.CachedInputTokens, usage.OutputTokens, usage.ReasoningTokens,
-                usage.TotalTokens, prices.Cost(usage.Model ?? request.Facts?.Model, usage.InputTokens, usage.CachedInputTokens, usage.OutputTokens));
+                usage.TotalTokens, prices.Cost(usage.Model ?? request.Facts?.Model, usage.InputTokens, usage.CachedInputTokens, usage.OutputTokens, outcome.PriceMultiplier));
         }
 
         if (!ShouldEstimate(request, outcome))
@@ -40,7 +40,7 @@ internal sealed class UsageAccounting(
         var input = EstimateInput(request) + contextTokens;
         var output = outcome.OutputTokensSeen;
         // Priced by the upstream's model; an estimate of a request the upstream never named falls back to the requested model.
-        return new UsageBill(UsageSource.Estimated, input, null, output, null, input + output, prices.Cost(usage.Model ?? request.Facts?.Model, input, null, output));
+        return new UsageBill(UsageSource.Estimated, input, null, output, null, input + output, prices.Cost(usage.Model ?? request.Facts?.Model, input, null, output, outcome.PriceMultiplier));
     }
 
     /// <summary>What the usage event reports once the ledger has settled: the bill, a correction of an earlier estimate, or nothing (already counted).</summary>

@@ -213,15 +213,16 @@ public sealed class ResilientStateStoreTests
     {
         await using var bed = await Bed.StartAsync();
         await bed.Redis.StopProcessAsync(); // and its data with it: the restarted Redis is empty
-        await bed.Store.RecordOwnerAsync("resp_outage", TestKeys.TenantA, TimeSpan.FromHours(1), CancellationToken.None);
-        Assert.Equal(TestKeys.TenantA, await bed.Fallback.GetOwnerAsync("resp_outage", CancellationToken.None));
+        await bed.Store.RecordOwnerAsync("resp_outage", TestKeys.TenantA, "east", TimeSpan.FromHours(1), CancellationToken.None);
+        Assert.Equal(new ObjectOwner(TestKeys.TenantA, "east"), await bed.Fallback.GetOwnerAsync("resp_outage", CancellationToken.None));
 
         await bed.RestartRedisAsync();
         bed.Time.Advance(RetryInterval);
         Assert.Null(await bed.Primary.GetOwnerAsync("resp_outage", CancellationToken.None));
 
-        Assert.Equal(TestKeys.TenantA, await bed.Store.GetOwnerAsync("resp_outage", CancellationToken.None));
-        Assert.Equal(TestKeys.TenantA, await bed.Primary.GetOwnerAsync("resp_outage", CancellationToken.None));
+        // The upstream the object lives on is written back with its owner.
+        Assert.Equal(new ObjectOwner(TestKeys.TenantA, "east"), await bed.Store.GetOwnerAsync("resp_outage", CancellationToken.None));
+        Assert.Equal(new ObjectOwner(TestKeys.TenantA, "east"), await bed.Primary.GetOwnerAsync("resp_outage", CancellationToken.None));
         Assert.False(bed.Store.IsDegraded);
     }
 }

@@ -521,10 +521,10 @@ public abstract class SharedStateStoreContract
     {
         await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
 
-        await Store.RecordOwnerAsync("resp_owned", "tenant-a", LongRetention, CancellationToken.None);
-        await Store.RecordOwnerAsync("resp_owned", "tenant-b", LongRetention, CancellationToken.None);
+        await Store.RecordOwnerAsync("resp_owned", "tenant-a", null, LongRetention, CancellationToken.None);
+        await Store.RecordOwnerAsync("resp_owned", "tenant-b", null, LongRetention, CancellationToken.None);
 
-        Assert.Equal("tenant-a", await Store.GetOwnerAsync("resp_owned", CancellationToken.None));
+        Assert.Equal("tenant-a", (await Store.GetOwnerAsync("resp_owned", CancellationToken.None))?.Tenant);
         Assert.Null(await Store.GetOwnerAsync("resp_never_seen", CancellationToken.None));
     }
 
@@ -533,14 +533,14 @@ public abstract class SharedStateStoreContract
     {
         await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
         var retention = TimeSpan.FromSeconds(1);
-        await Store.RecordOwnerAsync("conv_short", "tenant-a", retention, CancellationToken.None);
-        Assert.Equal("tenant-a", await Store.GetOwnerAsync("conv_short", CancellationToken.None));
+        await Store.RecordOwnerAsync("conv_short", "tenant-a", null, retention, CancellationToken.None);
+        Assert.Equal("tenant-a", (await Store.GetOwnerAsync("conv_short", CancellationToken.None))?.Tenant);
 
         await LetTimePassAsync(TimeSpan.FromMilliseconds(1300));
 
         Assert.Null(await Store.GetOwnerAsync("conv_short", CancellationToken.None));
-        await Store.RecordOwnerAsync("conv_short", "tenant-b", LongRetention, CancellationToken.None);
-        Assert.Equal("tenant-b", await Store.GetOwnerAsync("conv_short", CancellationToken.None));
+        await Store.RecordOwnerAsync("conv_short", "tenant-b", null, LongRetention, CancellationToken.None);
+        Assert.Equal("tenant-b", (await Store.GetOwnerAsync("conv_short", CancellationToken.None))?.Tenant);
     }
 
     [SkippableFact]
@@ -548,16 +548,16 @@ public abstract class SharedStateStoreContract
     {
         await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
         var retention = TimeSpan.FromSeconds(1);
-        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", retention, CancellationToken.None);
-        await Store.RecordOwnerAsync("conv_upgraded", "tenant-b", Timeout.InfiniteTimeSpan, CancellationToken.None); // not its owner: nothing
-        await Store.RecordOwnerAsync("conv_kept_short", "tenant-a", retention, CancellationToken.None);
-        await Store.RecordOwnerAsync("conv_kept_short", "tenant-b", Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", null, retention, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-b", null, Timeout.InfiniteTimeSpan, CancellationToken.None); // not its owner: nothing
+        await Store.RecordOwnerAsync("conv_kept_short", "tenant-a", null, retention, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_kept_short", "tenant-b", null, Timeout.InfiniteTimeSpan, CancellationToken.None);
 
-        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", Timeout.InfiniteTimeSpan, CancellationToken.None);
-        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", retention, CancellationToken.None); // never shortened again
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", null, Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_upgraded", "tenant-a", null, retention, CancellationToken.None); // never shortened again
         await LetTimePassAsync(TimeSpan.FromMilliseconds(1300));
 
-        Assert.Equal("tenant-a", await Store.GetOwnerAsync("conv_upgraded", CancellationToken.None));
+        Assert.Equal("tenant-a", (await Store.GetOwnerAsync("conv_upgraded", CancellationToken.None))?.Tenant);
         Assert.Null(await Store.GetOwnerAsync("conv_kept_short", CancellationToken.None));
     }
 
@@ -565,16 +565,66 @@ public abstract class SharedStateStoreContract
     public async Task ExpireOwner_OwnerDeletedTheObject_RecordExpiresAfterKeepForAndOnlyTheOwnerCanDoIt()
     {
         await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
-        await Store.RecordOwnerAsync("conv_deleted", "tenant-a", Timeout.InfiniteTimeSpan, CancellationToken.None);
-        await Store.RecordOwnerAsync("conv_other", "tenant-a", Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_deleted", "tenant-a", null, Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_other", "tenant-a", null, Timeout.InfiniteTimeSpan, CancellationToken.None);
 
         await Store.ExpireOwnerAsync("conv_deleted", "tenant-a", TimeSpan.FromSeconds(1), CancellationToken.None);
         await Store.ExpireOwnerAsync("conv_other", "tenant-b", TimeSpan.FromSeconds(1), CancellationToken.None);
-        Assert.Equal("tenant-a", await Store.GetOwnerAsync("conv_deleted", CancellationToken.None)); // still refused to others for keepFor
+        Assert.Equal("tenant-a", (await Store.GetOwnerAsync("conv_deleted", CancellationToken.None))?.Tenant); // still refused to others for keepFor
         await LetTimePassAsync(TimeSpan.FromMilliseconds(1300));
 
         Assert.Null(await Store.GetOwnerAsync("conv_deleted", CancellationToken.None));
-        Assert.Equal("tenant-a", await Store.GetOwnerAsync("conv_other", CancellationToken.None));
+        Assert.Equal("tenant-a", (await Store.GetOwnerAsync("conv_other", CancellationToken.None))?.Tenant);
+    }
+
+    [SkippableFact]
+    public async Task RecordOwner_WithUpstream_TenantAndUpstreamRoundTrip_FirstUpstreamWins()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+
+        await Store.RecordOwnerAsync("resp_pinned", "tenant-a", "east-1.eu", LongRetention, CancellationToken.None);
+        await Store.RecordOwnerAsync("resp_pinned", "tenant-b", "west", LongRetention, CancellationToken.None); // not its owner
+        await Store.RecordOwnerAsync("resp_pinned", "tenant-a", "west", LongRetention, CancellationToken.None); // the upstream never moves
+        await Store.RecordOwnerAsync("resp_unpinned", "tenant-b", null, LongRetention, CancellationToken.None);
+
+        Assert.Equal(new ObjectOwner("tenant-a", "east-1.eu"), await Store.GetOwnerAsync("resp_pinned", CancellationToken.None));
+        Assert.Equal(new ObjectOwner("tenant-b", null), await Store.GetOwnerAsync("resp_unpinned", CancellationToken.None));
+    }
+
+    /// <summary>A record without an upstream is what earlier versions wrote (in Redis: the tenant alone).</summary>
+    [SkippableFact]
+    public async Task RecordOwner_RecordWithoutUpstream_OwnerGivesItOne_OthersCannot_ExpiryKept()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        var retention = TimeSpan.FromSeconds(1);
+        await Store.RecordOwnerAsync("conv_legacy", "tenant-a", null, Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("resp_legacy", "tenant-a", null, retention, CancellationToken.None);
+
+        await Store.RecordOwnerAsync("conv_legacy", "tenant-b", "west", Timeout.InfiniteTimeSpan, CancellationToken.None);
+        Assert.Equal(new ObjectOwner("tenant-a", null), await Store.GetOwnerAsync("conv_legacy", CancellationToken.None));
+        await Store.RecordOwnerAsync("conv_legacy", "tenant-a", "east", Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("resp_legacy", "tenant-a", "east", retention, CancellationToken.None);
+
+        Assert.Equal(new ObjectOwner("tenant-a", "east"), await Store.GetOwnerAsync("conv_legacy", CancellationToken.None));
+        Assert.Equal(new ObjectOwner("tenant-a", "east"), await Store.GetOwnerAsync("resp_legacy", CancellationToken.None));
+        await LetTimePassAsync(TimeSpan.FromMilliseconds(1300));
+        Assert.Null(await Store.GetOwnerAsync("resp_legacy", CancellationToken.None)); // given its upstream, not a longer life
+        Assert.Equal(new ObjectOwner("tenant-a", "east"), await Store.GetOwnerAsync("conv_legacy", CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task ExpireOwner_RecordWithUpstream_OnlyItsTenantShortensIt()
+    {
+        await StartAt(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
+        await Store.RecordOwnerAsync("conv_gone", "tenant-a", "east", Timeout.InfiniteTimeSpan, CancellationToken.None);
+        await Store.RecordOwnerAsync("conv_kept", "tenant-a", "east", Timeout.InfiniteTimeSpan, CancellationToken.None);
+
+        await Store.ExpireOwnerAsync("conv_gone", "tenant-a", TimeSpan.FromSeconds(1), CancellationToken.None);
+        await Store.ExpireOwnerAsync("conv_kept", "tenant-b", TimeSpan.FromSeconds(1), CancellationToken.None);
+        await LetTimePassAsync(TimeSpan.FromMilliseconds(1300));
+
+        Assert.Null(await Store.GetOwnerAsync("conv_gone", CancellationToken.None));
+        Assert.Equal(new ObjectOwner("tenant-a", "east"), await Store.GetOwnerAsync("conv_kept", CancellationToken.None));
     }
 
     // ---------------------------------------------------------------- tenants
