@@ -25,6 +25,7 @@ internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDis
 
     private readonly ClefWriter _clef = new();
     private readonly ArrayBufferWriter<byte> _buffer = new(FlushAboveBytes + 4096);
+    private readonly ArrayBufferWriter<byte> _line = new(4096);
     private readonly CompactJsonFormatter _formatter = new();
     private readonly StringWriter _fallback = new(CultureInfo.InvariantCulture);
     private Utf8JsonWriter? _json;
@@ -55,14 +56,30 @@ internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDis
         await output.FlushAsync();
     }
 
-    /// <summary>One event as one line into the buffer: UTF-8 straight from the event, or the CLEF formatter for what that does not cover.</summary>
+    /// <summary>
+    /// One event as one line into the buffer: UTF-8 straight from the event, or the CLEF formatter for what that does not
+    /// cover or cannot write (a string that is not valid UTF-16). Usage events are billing records: none may be lost to a
+    /// formatting fault, so the fast writer works on a scratch line that is only copied once complete.
+    /// </summary>
     private void Format(LogEvent logEvent)
     {
-        var json = _json ??= new Utf8JsonWriter(_buffer, ClefWriter.WriterOptions);
-        json.Reset(_buffer);
-        if (_clef.TryWrite(logEvent, json))
+        _line.ResetWrittenCount();
+        var json = _json ??= new Utf8JsonWriter(_line, ClefWriter.WriterOptions);
+        json.Reset(_line);
+        bool written;
+        try
         {
+            written = _clef.TryWrite(logEvent, json);
             json.Flush();
+        }
+        catch (ArgumentException)
+        {
+            written = false;
+        }
+
+        if (written)
+        {
+            _buffer.Write(_line.WrittenSpan);
             _buffer.Write(NewLine);
             return;
         }
