@@ -42,7 +42,9 @@ internal sealed class ClefWriter
             return false;
         }
 
-        foreach (var property in logEvent.Properties)
+        // Serilog keeps the properties in a Dictionary: enumerated as one, the enumerator is not boxed.
+        var properties = logEvent.Properties as Dictionary<string, LogEventPropertyValue> ?? logEvent.Properties.ToDictionary();
+        foreach (var property in properties)
         {
             if (!IsCovered(property.Value))
             {
@@ -75,7 +77,7 @@ internal sealed class ClefWriter
             writer.WriteString(SpanId, spanId.ToHexString());
         }
 
-        foreach (var (name, value) in logEvent.Properties)
+        foreach (var (name, value) in properties)
         {
             if (name.StartsWith('@'))
             {
@@ -115,9 +117,9 @@ internal sealed class ClefWriter
                     || (scalar.Value is double d && double.IsFinite(d))
                     || (scalar.Value is float f && float.IsFinite(f));
             case StructureValue structure:
-                foreach (var property in structure.Properties)
+                for (var i = 0; i < structure.Properties.Count; i++)
                 {
-                    if (!IsCovered(property.Value))
+                    if (!IsCovered(structure.Properties[i].Value))
                     {
                         return false;
                     }
@@ -125,9 +127,9 @@ internal sealed class ClefWriter
 
                 return true;
             case SequenceValue sequence:
-                foreach (var element in sequence.Elements)
+                for (var i = 0; i < sequence.Elements.Count; i++)
                 {
-                    if (!IsCovered(element))
+                    if (!IsCovered(sequence.Elements[i]))
                     {
                         return false;
                     }
@@ -148,10 +150,10 @@ internal sealed class ClefWriter
                 break;
             case StructureValue structure:
                 writer.WriteStartObject();
-                foreach (var property in structure.Properties)
+                for (var i = 0; i < structure.Properties.Count; i++)
                 {
-                    writer.WritePropertyName(property.Name);
-                    WriteValue(writer, property.Value);
+                    writer.WritePropertyName(structure.Properties[i].Name);
+                    WriteValue(writer, structure.Properties[i].Value);
                 }
 
                 if (structure.TypeTag is { } typeTag)
@@ -163,9 +165,9 @@ internal sealed class ClefWriter
                 break;
             case SequenceValue sequence:
                 writer.WriteStartArray();
-                foreach (var element in sequence.Elements)
+                for (var i = 0; i < sequence.Elements.Count; i++)
                 {
-                    WriteValue(writer, element);
+                    WriteValue(writer, sequence.Elements[i]);
                 }
 
                 writer.WriteEndArray();
