@@ -47,8 +47,16 @@ public sealed class UsageEventWriterTests
         var sink = new CapturingSink();
         new UsageEventWriter(Logger(sink)).Write(Sample with
         {
-            Model = null, ResponseId = null, InputTokens = 5_000_000_000, CachedInputTokens = null, CostUsd = null, TimeToFirstByteMs = null,
-            StatusCode = 999, Attempts = 700, Method = "PATCH", ConnectionId = null,
+            Model = null,
+            ResponseId = null,
+            InputTokens = 5_000_000_000,
+            CachedInputTokens = null,
+            CostUsd = null,
+            TimeToFirstByteMs = null,
+            StatusCode = 999,
+            Attempts = 700,
+            Method = "PATCH",
+            ConnectionId = null,
         });
 
         using var line = JsonDocument.Parse(sink.Lines.Single());
