@@ -38,6 +38,7 @@ internal static class GatewayServiceExtensions
         services.AddSingleton<TokenCounter>();
         services.AddSingleton<UsageObserverFactory>();
         services.AddSingleton<UsageAccounting>();
+        services.AddSingleton<UsageEventWriter>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<SpendMetrics>();
         services.AddSingleton<PriceBook>();

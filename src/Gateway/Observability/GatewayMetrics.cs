@@ -86,7 +86,7 @@ internal sealed class GatewayMetrics
             { "tenant", tenant },
             { "endpoint", endpoint },
             { "outcome", outcome },
-            { "http.response.status_code", statusCode },
+            { "http.response.status_code", StatusCodeTag(statusCode) },
         };
         _requests.Add(1, tags);
 
@@ -126,6 +126,11 @@ internal sealed class GatewayMetrics
 
     public void RecordMissingUsage(string tenant, string endpoint) =>
         _missingUsage.Add(1, new TagList { { "tenant", tenant }, { "endpoint", endpoint } });
+
+    // Tag values are objects: the status codes an HTTP answer can have are boxed once, not per request.
+    private static readonly object[] BoxedStatusCodes = [.. Enumerable.Range(0, 600).Select(code => (object)code)];
+
+    private static object StatusCodeTag(int statusCode) => (uint)statusCode < (uint)BoxedStatusCodes.Length ? BoxedStatusCodes[statusCode] : statusCode;
 
     private void Add(string tenant, string model, string kind, long? value)
     {

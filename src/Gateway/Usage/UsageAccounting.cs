@@ -19,6 +19,7 @@ internal sealed class UsageAccounting(
     PriceBook prices,
     SpendMetrics spend,
     TimeProvider clock,
+    UsageEventWriter usageEvents,
     ILogger<UsageAccounting> usageLogger)
 {
     /// <summary>The request's usage before settling; <paramref name="contextTokens"/> is what its reservation counted for hidden context.</summary>
@@ -102,15 +103,15 @@ internal sealed class UsageAccounting(
             AccountingLog.StepFailed(usageLogger, ex, "metrics", request.RequestId, tenant);
         }
 
-        if (usageLogger.IsEnabled(LogLevel.Information))
+        if (usageEvents.IsEnabled)
         {
-            UsageEventLog.Usage(usageLogger, tenant, endpoint, request.Facts?.Model, usage.Model,
-            request.Facts?.Stream ?? outcome.Streaming, request.Facts?.Background ?? usage.Background ?? false,
-            status, outcomeText, usage.ObjectId ?? request.PathId, bill.InputTokens, bill.CachedInputTokens, bill.OutputTokens, bill.ReasoningTokens,
-            bill.TotalTokens, bill.CostUsd, bill.SourceText,
-            Math.Round(duration.TotalMilliseconds, 3), ttfb is null ? null : Math.Round(ttfb.Value, 3),
-            request.RequestId, outcome.UpstreamRequestId, http.Request.Method, http.Request.Path.Value ?? "",
-            outcome.Upstream, outcome.Attempts);
+            usageEvents.Write(new UsageEvent(tenant, endpoint, request.Facts?.Model, usage.Model,
+                request.Facts?.Stream ?? outcome.Streaming, request.Facts?.Background ?? usage.Background ?? false,
+                status, outcomeText, usage.ObjectId ?? request.PathId, bill.InputTokens, bill.CachedInputTokens, bill.OutputTokens, bill.ReasoningTokens,
+                bill.TotalTokens, bill.CostUsd, bill.SourceText,
+                Math.Round(duration.TotalMilliseconds, 3), ttfb is null ? null : Math.Round(ttfb.Value, 3),
+                request.RequestId, outcome.UpstreamRequestId, http.Request.Method, http.Request.Path.Value ?? "",
+                outcome.Upstream, outcome.Attempts, http.Connection.Id));
         }
     }
 
