@@ -23,6 +23,8 @@ LOAD_CPU=0; TARGET_CPU=1
 if [ "$(nproc)" -lt 2 ]; then LOAD_CPU=0; TARGET_CPU=0; fi
 P_FAKE=18080; P_NGINX=18081; P_GW=18082; P_GWR=18083; P_REDIS=16379; P_FAKE2=18090; P_GW10K=18084; P_YARP=18085
 KEY=gwk_bench_key
+# The runtime settings the image sets (Dockerfile ENV), for the gateway and, to compare like with like, the yarp floor.
+IMAGE_ENV=(DOTNET_TC_CallCountingDelayMs=0)
 mkdir -p "$WORK" "$OUT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY
 
@@ -65,11 +67,11 @@ mkdir -p "$WORK/nginx"
 sed -e "s#__WORK__#$WORK#g" -e "s#__PORT__#$P_NGINX#g" -e "s#__UPSTREAM_PORT__#$P_FAKE#g" "$ROOT/bench/nginx.conf.template" >"$WORK/nginx/nginx.conf"
 on_target nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/stdout.log" 2>&1 & PIDS+=($!)
 # yarp: Kestrel + YARP's forwarder alone, the floor under the gateway (bench/BareProxy).
-on_target dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
+on_target env "${IMAGE_ENV[@]}" dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
 start_gateway() { # port redis|"" log [extra env...]
   local port=$1 redis=$2 log=$3; shift 3
   env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
-      ConnectionStrings__Redis="$redis" Urls="http://127.0.0.1:$port" "$@" \
+      ConnectionStrings__Redis="$redis" Urls="http://127.0.0.1:$port" "${IMAGE_ENV[@]}" "$@" \
       taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$log" 2>&1 &
   PIDS+=($!)
 }
@@ -180,7 +182,7 @@ COLD_RATIO=""
 cold_start_step() {
   echo "== cold start ($COLD_RUNS runs of ${COLD_SECONDS}s)"
   bash "$ROOT/bench/coldstart.sh" --runs="$COLD_RUNS" --seconds="$COLD_SECONDS" --out="$OUT" --fake="http://127.0.0.1:$P_FAKE" \
-    gateway="$WORK/gateway" | tee "$OUT/coldstart.txt"
+    gateway="$WORK/gateway,$(IFS=,; echo "${IMAGE_ENV[*]}")" | tee "$OUT/coldstart.txt"
   COLD_RATIO=$(awk '/^coldstart/ { for (i = 1; i <= NF; i++) if ($i == "ratio") { v = $(i + 1); sub(/;$/, "", v); print v } }' "$OUT/coldstart.txt" | median)
   {
     echo
@@ -239,7 +241,7 @@ open_streams() { # label description [extra env...]
   local label=$1 description=$2; shift 2
   local log="$WORK/gateway-open-$label.log"
   env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE2/v1" \
-      Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" "$@" \
+      Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" "${IMAGE_ENV[@]}" "$@" \
       taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$log" 2>&1 &
   local gw=$!; PIDS+=($gw)
   wait_port $P_GW10K
