@@ -9,10 +9,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK="$ROOT/bench/.work"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT="$ROOT/bench/results/$STAMP"
-SMOKE=0; ROUNDS=5; DURATION=10; CONNECTIONS=64; OPEN_STREAMS=10000; MICRO=1; WARMUP=60
+SMOKE=0; ROUNDS=5; DURATION=10; CONNECTIONS=64; OPEN_STREAMS=10000; MICRO=1; WARMUP=60; COLD_RUNS=3; COLD_SECONDS=90
 for arg in "$@"; do
   case "$arg" in
-    --smoke) SMOKE=1; ROUNDS=1; DURATION=2; CONNECTIONS=16; OPEN_STREAMS=200; MICRO=0; WARMUP=2 ;;
+    --smoke) SMOKE=1; ROUNDS=1; DURATION=2; CONNECTIONS=16; OPEN_STREAMS=200; MICRO=0; WARMUP=2; COLD_RUNS=1; COLD_SECONDS=4 ;;
     --no-micro) MICRO=0 ;;
     --rounds=*) ROUNDS="${arg#*=}" ;;
     --duration=*) DURATION="${arg#*=}" ;;
@@ -23,6 +23,8 @@ LOAD_CPU=0; TARGET_CPU=1
 if [ "$(nproc)" -lt 2 ]; then LOAD_CPU=0; TARGET_CPU=0; fi
 P_FAKE=18080; P_NGINX=18081; P_GW=18082; P_GWR=18083; P_REDIS=16379; P_FAKE2=18090; P_GW10K=18084; P_YARP=18085
 KEY=gwk_bench_key
+# The runtime settings the image sets (Dockerfile ENV), for the gateway and, to compare like with like, the yarp floor.
+IMAGE_ENV=(DOTNET_TC_CallCountingDelayMs=0)
 mkdir -p "$WORK" "$OUT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY
 
@@ -37,7 +39,9 @@ cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wai
 trap cleanup EXIT
 
 echo "== building (Release)"
-dotnet publish "$ROOT/src/Gateway" -c Release -o "$WORK/gateway" --nologo -v q
+# The gateway is published as the image publishes it (Dockerfile): ReadyToRun for this architecture.
+ARCH=$(case "$(uname -m)" in aarch64|arm64) echo arm64 ;; *) echo x64 ;; esac)
+dotnet publish "$ROOT/src/Gateway" -c Release -o "$WORK/gateway" -a "$ARCH" --self-contained false -p:PublishReadyToRun=true --nologo -v q
 dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q
 dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q
 dotnet publish "$ROOT/bench/BareProxy" -c Release -o "$WORK/bare" --nologo -v q
@@ -63,11 +67,11 @@ mkdir -p "$WORK/nginx"
 sed -e "s#__WORK__#$WORK#g" -e "s#__PORT__#$P_NGINX#g" -e "s#__UPSTREAM_PORT__#$P_FAKE#g" "$ROOT/bench/nginx.conf.template" >"$WORK/nginx/nginx.conf"
 on_target nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/stdout.log" 2>&1 & PIDS+=($!)
 # yarp: Kestrel + YARP's forwarder alone, the floor under the gateway (bench/BareProxy).
-on_target dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
+on_target env "${IMAGE_ENV[@]}" dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
 start_gateway() { # port redis|"" log [extra env...]
   local port=$1 redis=$2 log=$3; shift 3
   env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
-      ConnectionStrings__Redis="$redis" Urls="http://127.0.0.1:$port" "$@" \
+      ConnectionStrings__Redis="$redis" Urls="http://127.0.0.1:$port" "${IMAGE_ENV[@]}" "$@" \
       taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$log" 2>&1 &
   PIDS+=($!)
 }
@@ -117,7 +121,7 @@ median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else prin
   echo "| target | req/s | ratio to direct | p50 ms | p99 ms |"
   echo "|---|---|---|---|---|"
 } >>"$OUT/summary.md"
-direct_rps=""
+direct_rps=""; declare -A RPS
 for t in "${TARGETS[@]}"; do
   rps=$(for r in $(seq 1 "$ROUNDS"); do awk '/Requests\/sec/{print $2}' "$OUT/wrk-$t-$r.txt"; done | median)
   p50=$(for r in $(seq 1 "$ROUNDS"); do to_ms "$(awk '$1=="50%"{print $2}' "$OUT/wrk-$t-$r.txt")"; done | median)
@@ -125,6 +129,7 @@ for t in "${TARGETS[@]}"; do
   [ -z "$direct_rps" ] && direct_rps=$rps
   ratio=$(awk -v a="$rps" -v b="$direct_rps" 'BEGIN{printf "%.2f", a/b}')
   echo "| $t | $rps | $ratio | $p50 | $p99 |" >>"$OUT/summary.md"
+  RPS[$t]=$rps
 done
 
 # Streams through LoadClient, targets alternating round by round: stream_rounds <file prefix> <concurrency> <streams per round>
@@ -164,12 +169,64 @@ LAT_REQ=$([ $SMOKE -eq 1 ] && echo 50 || echo 1000)
   echo "|---|---|---|---|---|---|---|"
 } >>"$OUT/summary.md"
 stream_rounds latency 1 "$LAT_REQ"
-direct_ttfb=""
+direct_ttfb=""; declare -A TTFB
 for t in "${TARGETS[@]}"; do
-  ttfb=$(stream_field latency $t ttfb_p50_ms)
+  ttfb=$(stream_field latency $t ttfb_p50_ms); TTFB[$t]=$ttfb
   [ -z "$direct_ttfb" ] && direct_ttfb=$ttfb
   echo "| $t | $ttfb | $(stream_field latency $t ttfb_p99_ms) | $(stream_field latency $t total_p50_ms) | $(stream_field latency $t total_p99_ms) | $(awk -v a="$ttfb" -v b="$direct_ttfb" 'BEGIN{printf "%.3f", a-b}') | $(stream_field latency $t incomplete) |" >>"$OUT/summary.md"
 done
+
+# Cold start (#15): a fresh gateway under load from the moment its port opens, requests per second for
+# $COLD_SECONDS s (bench/coldstart.sh, 1-s wrk slices); the first 10 s against the last 30 s, over $COLD_RUNS runs.
+COLD_RATIO=""
+cold_start_step() {
+  echo "== cold start ($COLD_RUNS runs of ${COLD_SECONDS}s)"
+  bash "$ROOT/bench/coldstart.sh" --runs="$COLD_RUNS" --seconds="$COLD_SECONDS" --out="$OUT" --fake="http://127.0.0.1:$P_FAKE" \
+    gateway="$WORK/gateway,$(IFS=,; echo "${IMAGE_ENV[*]}")" | tee "$OUT/coldstart.txt"
+  COLD_RATIO=$(awk '/^coldstart/ { for (i = 1; i <= NF; i++) if ($i == "ratio") { v = $(i + 1); sub(/;$/, "", v); print v } }' "$OUT/coldstart.txt" | median)
+  {
+    echo
+    echo "## Cold start under load (a fresh gateway, wrk from the moment its port opens, $COLD_SECONDS s, $COLD_RUNS runs)"
+    echo
+    echo "| run | listening after | first 10 s req/s | steady (last 30 s) req/s | ratio | CPU µs/request first 10 s | steady | CPU ratio |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk '/^coldstart/ { match($0, /listening after [0-9]+ ms \([0-9]+ ms CPU\)/); l = substr($0, RSTART + 16, RLENGTH - 16)
+      match($0, /first 10 s [0-9]+/); f = substr($0, RSTART + 11, RLENGTH - 11); match($0, /\) [0-9]+ req\/s; ratio/); s = substr($0, RSTART + 2, RLENGTH - 15)
+      match($0, /ratio [0-9.]+/); r = substr($0, RSTART + 6, RLENGTH - 6); run = $4; sub(/:$/, "", run)
+      match($0, /CPU per request [0-9]+/); cf = substr($0, RSTART + 16, RLENGTH - 16); match($0, /s, [0-9]+ µs steady/); cs = substr($0, RSTART + 3, RLENGTH - 3); sub(/ .*/, "", cs)
+      match($0, /cpu-ratio [0-9.]+/); cr = substr($0, RSTART + 10, RLENGTH - 10)
+      print "| " run " | " l " | " f " | " s " | " r " | " cf " | " cs " | " cr " |" }' "$OUT/coldstart.txt"
+    echo
+    echo "Median ratio: $COLD_RATIO. CPU ratio: steady CPU per request over the first 10 s' (less distorted by other load on the"
+    echo "machine). Per-second requests and CPU ticks: coldstart-gateway-<run>.txt beside this file."
+  } >>"$OUT/summary.md"
+}
+
+# The issue's targets, each with the figure measured in this run.
+targets_table() {
+  met() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { if (v == "") { print "not measured"; exit } ok = (op == ">=") ? v + 0 >= t : v + 0 < t; print (ok ? "met" : "missed") }'; }
+  ratio_of() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b }'; }
+  local gw_yarp gw_nginx redis_gw redis_ttfb
+  gw_yarp=$(ratio_of "${RPS[gateway]:-}" "${RPS[yarp]:-}")
+  gw_nginx=$(ratio_of "${RPS[gateway]:-}" "${RPS[nginx]:-}")
+  redis_gw=$(ratio_of "${RPS[gateway+redis]:-}" "${RPS[gateway]:-}")
+  redis_ttfb=$(awk -v a="${TTFB[gateway+redis]:-}" -v b="${TTFB[direct]:-}" 'BEGIN { if (a != "" && b != "") printf "%.3f", a - b }')
+  {
+    echo
+    echo "## Targets (#15)"
+    echo
+    echo "| target | measured | |"
+    echo "|---|---|---|"
+    echo "| the gateway's own work: \`gateway\` ≥ 0.85× \`yarp\` (non-streamed req/s) | ${gw_yarp}× | $(met "$gw_yarp" ">=" 0.85) |"
+    echo "| a higher floor: \`gateway\` ≥ 0.6× \`nginx\` | ${gw_nginx}× | $(met "$gw_nginx" ">=" 0.6) |"
+    echo "| Redis off the critical path: \`gateway+redis\` ≥ 0.8× \`gateway\` | ${redis_gw}× | $(met "$redis_gw" ">=" 0.8) |"
+    echo "| streamed TTFB p50 with Redis ≤ +0.3 ms over \`direct\` (one stream at a time) | +${redis_ttfb} ms | $(met "$redis_ttfb" "<" 0.3001) |"
+    echo "| fast from the first second: first 10 s ≥ 0.7× steady state (median of runs) | ${COLD_RATIO}× | $(met "$COLD_RATIO" ">=" 0.7) |"
+    echo "| $OPEN_STREAMS open streams < 512 MB RSS without a heap limit (all complete; the target is 10,000) | ${PEAK_MIB[unlimited]:-?} MiB, ${OPEN_COMPLETE[unlimited]:-?} complete of $OPEN_STREAMS | $(if [ "${OPEN_COMPLETE[unlimited]:-}" = "$OPEN_STREAMS" ]; then met "${PEAK_MIB[unlimited]:-}" "<" 512; else echo missed; fi) |"
+  } >>"$OUT/summary.md"
+  [ $SMOKE -eq 1 ] && printf '\n(smoke run: figures from a few seconds per step, not judged)\n' >>"$OUT/summary.md"
+  return 0
+}
 
 echo "== $OPEN_STREAMS open streams"
 # The upstream side uses HTTP/2 (as to api.openai.com): $OPEN_STREAMS streams share a few connections, so the
@@ -183,11 +240,12 @@ EVENTS=$([ $SMOKE -eq 1 ] && echo 5 || echo 30)
   echo "## $OPEN_STREAMS concurrent open streams through the gateway ($EVENTS events, 1 s apart; upstream over HTTP/2)"
   echo
 } >>"$OUT/summary.md"
+declare -A PEAK_MIB OPEN_COMPLETE
 open_streams() { # label description [extra env...]
   local label=$1 description=$2; shift 2
   local log="$WORK/gateway-open-$label.log"
   env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE2/v1" \
-      Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" "$@" \
+      Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" "${IMAGE_ENV[@]}" "$@" \
       taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$log" 2>&1 &
   local gw=$!; PIDS+=($gw)
   wait_port $P_GW10K
@@ -197,7 +255,8 @@ open_streams() { # label description [extra env...]
   sleep 2; kill $sampler 2>/dev/null || true
   kill -TERM $gw 2>/dev/null || true; wait $gw 2>/dev/null || true # drain flushes every usage event before exit
   local peak usage completed
-  peak=$(sort -n "$OUT/rss-open-$label.txt" | tail -1)
+  peak=$(sort -n "$OUT/rss-open-$label.txt" | tail -1); PEAK_MIB[$label]=$((peak / 1024))
+  OPEN_COMPLETE[$label]=$(python3 -c "import json;print(json.load(open('$OUT/open-streams-$label.json'))['complete'])" 2>/dev/null || echo "?")
   usage=$(grep -c '"Name":"Usage"' "$log" || true)
   completed=$(grep '"Name":"Usage"' "$log" | grep -c '"Outcome":"completed"' || true)
   {
@@ -209,6 +268,9 @@ open_streams() { # label description [extra env...]
 # with limits.memory 512Mi it caps the heap at 75% of that (384 MiB). The second run sets that cap as the pod would.
 open_streams unlimited "no memory limit"
 open_streams pod512 "GC heap capped as in a pod with limits.memory 512Mi (DOTNET_GCHeapHardLimit=384 MiB)" DOTNET_GCHeapHardLimit=0x18000000
+
+cold_start_step
+targets_table
 
 if [ $MICRO -eq 1 ]; then
   echo "== micro-benchmarks (BenchmarkDotNet)"
