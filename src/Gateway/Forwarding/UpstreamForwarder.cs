@@ -36,7 +36,7 @@ internal sealed class UpstreamForwarder(
         }
 
         var target = upstreams.Current;
-        Func<ObservedUsage, ValueTask>? objectIdentified = request.Route!.CreatesObject == ObjectKind.None
+        Func<ObservedUsage, Task>? objectIdentified = request.Route!.CreatesObject == ObjectKind.None
             ? null
             : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId);
         var call = new UpstreamCall(request, quotaStatus, clock, objectIdentified);
@@ -196,7 +196,7 @@ internal sealed class UpstreamForwarder(
         return await RefuseAsync(request, quotaStatus, RateLimited(SoonestRecovery(candidates, model)), null, attempts);
     }
 
-    private Func<ObservedUsage, ValueTask>? ObjectIdentified(AuthenticatedRequest request) => request.Route!.CreatesObject == ObjectKind.None
+    private Func<ObservedUsage, Task>? ObjectIdentified(AuthenticatedRequest request) => request.Route!.CreatesObject == ObjectKind.None
         ? null
         : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId);
 
@@ -306,6 +306,7 @@ internal sealed class UpstreamForwarder(
             Streaming = streaming,
             OutputTokensSeen = outputSeen,
             Fault = fault,
+            OwnershipRecorded = call.OwnershipRecorded,
         };
     }
 

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Gateway.Configuration;
 using Gateway.Errors;
 using Gateway.Requests;
@@ -11,8 +12,20 @@ namespace Gateway.Isolation;
 /// account; the gateway therefore records which tenant created each object id and refuses every other tenant,
 /// before anything reaches the upstream, with exactly the answer OpenAI gives for an id that does not exist.
 /// </summary>
-internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings settings, ILogger<IsolationGuard> logger)
+internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings settings, TimeProvider time, ILogger<IsolationGuard> logger)
 {
+    /// <summary>
+    /// How long a refusal waits on a shared store before it is answered (a miss is looked up again after it): an owner's
+    /// record is written without holding back the id (see <see cref="RecordCreatedAsync"/>), so the owner's client may
+    /// ask another replica before that replica can read the record.
+    /// </summary>
+    internal static readonly TimeSpan RecordGrace = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>This replica's ownership writes still in flight, by object id: a lookup of such an id waits for its write.</summary>
+    private static readonly Task<string?> NoLookup = Task.FromResult<string?>(null);
+
+    private readonly ConcurrentDictionary<string, Task> _pendingRecords = new(StringComparer.Ordinal);
+
     private static readonly OpenAIError ListingRefused = new(StatusCodes.Status403Forbidden,
         "Listing stored chat completions is not available through this gateway: the upstream list spans every tenant sharing the API key. " +
         "Retrieve your completions by id instead.", "invalid_request_error", null, "listing_not_supported");
@@ -26,60 +39,86 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
             return ListingRefused;
         }
 
+        var facts = request.Facts;
+        var pathId = route.PathObject != ObjectKind.None ? request.PathId : null;
+        if (pathId is null && facts?.PreviousResponseId is null && facts?.ConversationId is null)
+        {
+            return null;
+        }
+
         try
         {
-            if (route.PathObject != ObjectKind.None && request.PathId is { } pathId
-                && await RefuseAsync(request, pathId, route.PathObject, "path") is { } pathRefusal)
-            {
-                return pathRefusal;
-            }
-
-            var facts = request.Facts;
-            if (facts?.PreviousResponseId is { } previous && await RefuseAsync(request, previous, ObjectKind.Response, "previous_response_id") is { } previousRefusal)
-            {
-                return previousRefusal;
-            }
-
-            if (facts?.ConversationId is { } conversation && await RefuseAsync(request, conversation, ObjectKind.Conversation, "conversation") is { } conversationRefusal)
-            {
-                return conversationRefusal;
-            }
+            // Every lookup is issued before any is awaited: one store round trip for all of them (issue #15).
+            var pathOwner = pathId is null ? NoLookup : OwnerAsync(pathId, request);
+            var previousOwner = facts?.PreviousResponseId is { } previous ? OwnerAsync(previous, request) : NoLookup;
+            var conversationOwner = facts?.ConversationId is { } conversation ? OwnerAsync(conversation, request) : NoLookup;
+            await Task.WhenAll(pathOwner, previousOwner, conversationOwner);
+            return await RefuseAsync(request, pathId, pathOwner.Result, route.PathObject, "path")
+                ?? await RefuseAsync(request, facts?.PreviousResponseId, previousOwner.Result, ObjectKind.Response, "previous_response_id")
+                ?? await RefuseAsync(request, facts?.ConversationId, conversationOwner.Result, ObjectKind.Conversation, "conversation");
         }
         catch (StoreUnavailableException)
         {
             return OpenAIError.StoreUnavailable();
         }
-
-        return null;
     }
 
     /// <summary>
-    /// Records ownership of the object this request created (and of the conversation it names); awaited by Forwarding
-    /// before the chunk that carries the id is released to the client.
+    /// Records ownership of the object this request created (and of the conversation it names). The writes are issued
+    /// (on the store's connection) before this returns, and Forwarding releases the chunk carrying the id without waiting
+    /// for their answer: the record costs no round trip before the first byte. The returned task is awaited before the
+    /// request finishes (its usage event); a write that fails is logged as <c>OwnershipNotRecorded</c>. A lookup of the id
+    /// on this replica waits for the write; one on another replica that misses looks again after <see cref="RecordGrace"/>.
     /// </summary>
-    public async ValueTask RecordCreatedAsync(AuthenticatedRequest request, string? objectId, string? conversationId)
+    public Task RecordCreatedAsync(AuthenticatedRequest request, string? objectId, string? conversationId)
     {
-        var tenant = request.Tenant.Id;
         var retention = settings.Current.Isolation.Retention;
         var created = request.Route!.CreatesObject;
         var storedByUpstream = request.Facts?.Store ?? created != ObjectKind.ChatCompletion; // chat stores only on request
+        // OpenAI never expires conversations, however they were created: neither does their ownership record.
+        var objectWrite = objectId is { } id && storedByUpstream
+            ? Track(id, RecordOwnerAsync(request, id, created == ObjectKind.Conversation ? Timeout.InfiniteTimeSpan : retention))
+            : Task.CompletedTask;
+        var conversationWrite = conversationId is { } conversation
+            ? Track(conversation, RecordOwnerAsync(request, conversation, Timeout.InfiniteTimeSpan))
+            : Task.CompletedTask;
+        return conversationWrite.IsCompleted ? objectWrite : objectWrite.IsCompleted ? conversationWrite : Task.WhenAll(objectWrite, conversationWrite);
+    }
+
+    private async Task RecordOwnerAsync(AuthenticatedRequest request, string objectId, TimeSpan retention)
+    {
         try
         {
-            if (objectId is { } id && storedByUpstream)
-            {
-                // OpenAI never expires conversations, however they were created: neither does their ownership record.
-                await store.RecordOwnerAsync(id, tenant, created == ObjectKind.Conversation ? Timeout.InfiniteTimeSpan : retention, CancellationToken.None);
-            }
-
-            if (conversationId is { } conversation)
-            {
-                // OpenAI never expires conversations, so neither does their ownership record.
-                await store.RecordOwnerAsync(conversation, tenant, Timeout.InfiniteTimeSpan, CancellationToken.None);
-            }
+            await store.RecordOwnerAsync(objectId, request.Tenant.Id, retention, CancellationToken.None);
         }
-        catch (StoreUnavailableException)
+        catch (Exception)
         {
-            IsolationLog.OwnershipNotRecorded(logger, tenant, request.RequestId);
+            // Store down under OnStoreFailure: Deny, or any other failure: the id may already be with the client: the object has no owner (under UnknownIds: Deny even its creator is refused).
+            IsolationLog.OwnershipNotRecorded(logger, request.Tenant.Id, request.RequestId);
+        }
+    }
+
+    /// <summary>A write not yet answered is remembered until it is, so that lookups of its id on this replica wait for it.</summary>
+    private Task Track(string objectId, Task write)
+    {
+        if (write.IsCompleted)
+        {
+            return write;
+        }
+
+        _pendingRecords[objectId] = write;
+        return ForgetWhenDoneAsync(objectId, write);
+    }
+
+    private async Task ForgetWhenDoneAsync(string objectId, Task write)
+    {
+        try
+        {
+            await write;
+        }
+        finally
+        {
+            _pendingRecords.TryRemove(KeyValuePair.Create(objectId, write));
         }
     }
 
@@ -104,18 +143,48 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         }
     }
 
-    private async ValueTask<OpenAIError?> RefuseAsync(AuthenticatedRequest request, string id, ObjectKind kind, string where)
+    private async Task<string?> OwnerAsync(string id, AuthenticatedRequest request)
+    {
+        if (_pendingRecords.TryGetValue(id, out var pending))
+        {
+            await pending;
+        }
+
+        return await store.GetOwnerAsync(id, request.Http.RequestAborted);
+    }
+
+    private async ValueTask<OpenAIError?> RefuseAsync(AuthenticatedRequest request, string? id, string? owner, ObjectKind kind, string where)
     {
         var tenant = request.Tenant.Id;
-        var owner = await store.GetOwnerAsync(id, request.Http.RequestAborted);
-        if (owner == tenant || (owner is null && settings.Current.Isolation.UnknownIds == UnknownIdMode.Allow))
+        if (id is null)
         {
             return null;
+        }
+
+        if (Allowed(owner, tenant))
+        {
+            return null;
+        }
+
+        if (store.Kind != "memory")
+        {
+            // The owner's record may still be on its way from the replica that created the object (it released the id
+            // while the write was in flight): a miss is looked up again after the grace. A foreign id waits as long, so
+            // the time of the answer does not tell an unknown id from another tenant's.
+            await Task.Delay(RecordGrace, time, request.Http.RequestAborted);
+            owner ??= await OwnerAsync(id, request);
+            if (Allowed(owner, tenant))
+            {
+                return null;
+            }
         }
 
         IsolationLog.Refused(logger, tenant, owner ?? "(unknown)", kind.ToString(), id, where, request.RequestId);
         return NotFound(kind, id, where);
     }
+
+    private bool Allowed(string? owner, string tenant) =>
+        owner == tenant || (owner is null && settings.Current.Isolation.UnknownIds == UnknownIdMode.Allow);
 
     /// <summary>OpenAI's own not-found answers, so a refusal reveals nothing about whether the id exists.</summary>
     private static OpenAIError NotFound(ObjectKind kind, string id, string where) => (kind, where) switch

@@ -110,8 +110,7 @@ internal sealed class GatewayRequestHandler(
 
         var error = await ReadBodyAsync(journey, match.Route)
             ?? ApplyTenantPolicy(journey)
-            ?? await isolation.CheckAsync(journey.Request)
-            ?? await AdmitAsync(journey);
+            ?? await CheckIsolationAndAdmitAsync(journey);
         if (error is not null)
         {
             await RejectAsync(journey, error);
@@ -216,9 +215,19 @@ internal sealed class GatewayRequestHandler(
         return null;
     }
 
-    private async ValueTask<OpenAIError?> AdmitAsync(Journey journey)
+    /// <summary>
+    /// Isolation, then admission. The hidden-context read of the admission is issued before the isolation lookups are
+    /// awaited, so both travel in one store round trip (issue #15); a refused request never reaches admission.
+    /// </summary>
+    private async ValueTask<OpenAIError?> CheckIsolationAndAdmitAsync(Journey journey)
     {
-        var admitted = await quotas.AdmitAsync(journey.Request, journey.Admission);
+        var hiddenContext = quotas.ReadHiddenContextAsync(journey.Request);
+        return await isolation.CheckAsync(journey.Request) ?? await AdmitAsync(journey, hiddenContext);
+    }
+
+    private async ValueTask<OpenAIError?> AdmitAsync(Journey journey, Task<long?> hiddenContext)
+    {
+        var admitted = await quotas.AdmitAsync(journey.Request, journey.Admission, hiddenContext);
         journey.Admission = admitted.Admission;
         return admitted.Refusal;
     }
@@ -252,6 +261,12 @@ internal sealed class GatewayRequestHandler(
                 // The event is still written; the concurrency lease expires on its own (ConcurrencyLeaseTimeout).
                 AccountingLog.StepFailed(logger, ex, "settle", request.RequestId, request.Tenant.Id);
                 settled = new SettleResult(true);
+            }
+
+            if (journey.Upstream?.OwnershipRecorded is { } ownershipRecorded)
+            {
+                // Issued before the id went to the client and in flight beside the settle; it never throws (failures are logged).
+                await ownershipRecorded;
             }
 
             bill = accounting.Reconcile(bill, settled, outcome.Usage.Model);
