@@ -12,7 +12,7 @@ namespace Gateway.Isolation;
 /// account; the gateway therefore records which tenant created each object id and refuses every other tenant,
 /// before anything reaches the upstream, with exactly the answer OpenAI gives for an id that does not exist.
 /// </summary>
-internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings settings, TimeProvider time, ILogger<IsolationGuard> logger)
+internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings settings, ILogger<IsolationGuard> logger)
 {
     /// <summary>
     /// How long a refusal waits on a shared store before it is answered (a miss is looked up again after it): an owner's
@@ -156,12 +156,7 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
     private async ValueTask<OpenAIError?> RefuseAsync(AuthenticatedRequest request, string? id, string? owner, ObjectKind kind, string where)
     {
         var tenant = request.Tenant.Id;
-        if (id is null)
-        {
-            return null;
-        }
-
-        if (Allowed(owner, tenant))
+        if (id is null || Allowed(owner, tenant))
         {
             return null;
         }
@@ -169,10 +164,11 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         if (store.Kind != "memory")
         {
             // The owner's record may still be on its way from the replica that created the object (it released the id
-            // while the write was in flight): a miss is looked up again after the grace. A foreign id waits as long, so
-            // the time of the answer does not tell an unknown id from another tenant's.
-            await Task.Delay(RecordGrace, time, request.Http.RequestAborted);
-            owner ??= await OwnerAsync(id, request);
+            // while the write was in flight): it is looked up again after the grace. A foreign id takes the same path, so
+            // the time of the answer does not tell an unknown id from another tenant's. Wall-clock time on purpose: this
+            // waits for a network write, not for the gateway's notion of now (which tests may stop).
+            await Task.Delay(RecordGrace, request.Http.RequestAborted);
+            owner = await OwnerAsync(id, request);
             if (Allowed(owner, tenant))
             {
                 return null;
