@@ -16,7 +16,7 @@ namespace Gateway.Tests.SharedState;
 /// </summary>
 public sealed class RedisRoundTripTests
 {
-    private static readonly TimeSpan Latency = TimeSpan.FromMilliseconds(400);
+    private static readonly TimeSpan Latency = TimeSpan.FromMilliseconds(600);
 
     [SkippableFact]
     public async Task StreamedCreate_FirstEventAfterOneRedisRoundTrip()
