@@ -6,8 +6,9 @@ namespace Gateway.Forwarding;
 /// The upstream body as YARP reads it. Bytes are handed on as soon as they arrive (nothing is buffered but a
 /// partial chat event in filtering mode); the observer sees each chunk first. If a newly created object's id
 /// is in the chunk, its ownership record is issued to the store before the chunk is released (without waiting for
-/// the store's answer), so a client that reads the id and calls back at once is not refused (see IsolationGuard). If the upstream connection breaks mid-stream, the client gets a
-/// proper SSE <c>error</c> event and a clean end instead of a torn connection.
+/// the store's answer), so a client that reads the id and calls back at once is not refused (see IsolationGuard).
+/// If the upstream connection breaks mid-stream, the client gets a proper SSE <c>error</c> event and a clean end
+/// instead of a torn connection.
 /// </summary>
 internal sealed class ObservedUpstreamStream : Stream
 {

@@ -21,9 +21,9 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
     /// </summary>
     internal static readonly TimeSpan RecordGrace = TimeSpan.FromMilliseconds(50);
 
-    /// <summary>This replica's ownership writes still in flight, by object id: a lookup of such an id waits for its write.</summary>
     private static readonly Task<string?> NoLookup = Task.FromResult<string?>(null);
 
+    /// <summary>This replica's ownership writes still in flight, by object id: a lookup of such an id waits for its write.</summary>
     private readonly ConcurrentDictionary<string, Task> _pendingRecords = new(StringComparer.Ordinal);
 
     private static readonly OpenAIError ListingRefused = new(StatusCodes.Status403Forbidden,
@@ -93,7 +93,8 @@ internal sealed class IsolationGuard(ISharedStateStore store, GatewaySettings se
         }
         catch (Exception)
         {
-            // Store down under OnStoreFailure: Deny, or any other failure: the id may already be with the client: the object has no owner (under UnknownIds: Deny even its creator is refused).
+            // Store down under OnStoreFailure: Deny, or any other failure. The id may already be with the client; the
+            // object has no owner (under UnknownIds: Deny even its creator is refused). Never thrown: lookups await this.
             IsolationLog.OwnershipNotRecorded(logger, request.Tenant.Id, request.RequestId);
         }
     }
