@@ -5,9 +5,10 @@ namespace Gateway.Forwarding;
 /// <summary>
 /// The upstream body as YARP reads it. Bytes are handed on as soon as they arrive (nothing is buffered but a
 /// partial chat event in filtering mode); the observer sees each chunk first. If a newly created object's id
-/// is in the chunk, ownership is recorded before the chunk is released, so a client that reads the id and
-/// calls back at once is never refused. If the upstream connection breaks mid-stream, the client gets a
-/// proper SSE <c>error</c> event and a clean end instead of a torn connection.
+/// is in the chunk, its ownership record is issued to the store before the chunk is released (without waiting for
+/// the store's answer), so a client that reads the id and calls back at once is not refused (see IsolationGuard).
+/// If the upstream connection breaks mid-stream, the client gets a proper SSE <c>error</c> event and a clean end
+/// instead of a torn connection.
 /// </summary>
 internal sealed class ObservedUpstreamStream : Stream
 {
@@ -112,7 +113,8 @@ internal sealed class ObservedUpstreamStream : Stream
         if (_observer is { ObjectIdJustSeen: true } && _call.ObjectIdentified is { } onIdentified)
         {
             _observer.ObjectIdJustSeen = false;
-            await onIdentified(_observer.Usage);
+            // The record is on its way to the store before the id is released; its answer is awaited when the request ends.
+            _call.AddOwnershipRecord(onIdentified(_observer.Usage));
         }
 
         return read;

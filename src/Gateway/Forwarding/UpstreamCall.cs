@@ -10,8 +10,12 @@ namespace Gateway.Forwarding;
 /// an immutable <see cref="UpstreamExchange"/> when the body has ended. YARP's transformer gets it through its own
 /// per-request instance (<see cref="UpstreamTransformer.For"/>), not through <c>HttpContext.Features</c>.
 /// </summary>
-/// <param name="ObjectIdentified">Awaited when the body first names an object this request created (or a conversation), before those bytes are released.</param>
-internal sealed class UpstreamCall(AuthenticatedRequest request, QuotaStatus? quotaStatus, TimeProvider clock, Func<ObservedUsage, ValueTask>? objectIdentified)
+/// <param name="ObjectIdentified">
+/// Called when the body first names an object this request created (or a conversation), before those bytes are
+/// released: it issues the ownership record and returns its completion, which is not awaited before the bytes go on
+/// (<see cref="OwnershipRecorded"/>).
+/// </param>
+internal sealed class UpstreamCall(AuthenticatedRequest request, QuotaStatus? quotaStatus, TimeProvider clock, Func<ObservedUsage, Task>? objectIdentified)
 {
     public AuthenticatedRequest Request { get; } = request;
 
@@ -20,7 +24,13 @@ internal sealed class UpstreamCall(AuthenticatedRequest request, QuotaStatus? qu
 
     public TimeProvider Clock { get; } = clock;
 
-    public Func<ObservedUsage, ValueTask>? ObjectIdentified { get; } = objectIdentified;
+    public Func<ObservedUsage, Task>? ObjectIdentified { get; } = objectIdentified;
+
+    /// <summary>The ownership records issued for this request, awaited before it finishes (null: none).</summary>
+    public Task? OwnershipRecorded { get; private set; }
+
+    public void AddOwnershipRecord(Task recorded) =>
+        OwnershipRecorded = OwnershipRecorded is null || OwnershipRecorded.IsCompleted ? recorded : Task.WhenAll(OwnershipRecorded, recorded);
 
     public int Status { get; set; }
 

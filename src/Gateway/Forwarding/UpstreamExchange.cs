@@ -35,6 +35,12 @@ internal sealed record UpstreamExchange(string Upstream, ForwarderError Error, i
     /// <summary>An exception of the gateway's own while forwarding; the handler answers it as a gateway fault.</summary>
     public Exception? Fault { get; init; }
 
+    /// <summary>
+    /// The ownership records this request issued while its body passed (null: none); the handler awaits them before the
+    /// request ends, so the usage event and a graceful drain come after them.
+    /// </summary>
+    public Task? OwnershipRecorded { get; init; }
+
     /// <summary>The id of the object this request created, if the body named one.</summary>
     public string? CreatedObjectId => Usage.ObjectId;
 }

@@ -200,7 +200,7 @@ internal sealed class UpstreamForwarder(
         return await RefuseAsync(request, quotaStatus, refusal, upstream, attempts);
     }
 
-    private Func<ObservedUsage, ValueTask>? ObjectIdentified(AuthenticatedRequest request, string? upstream) => request.Route!.CreatesObject == ObjectKind.None
+    private Func<ObservedUsage, Task>? ObjectIdentified(AuthenticatedRequest request, string? upstream) => request.Route!.CreatesObject == ObjectKind.None
         ? null
         : usage => isolation.RecordCreatedAsync(request, usage.ObjectId, usage.ConversationId, upstream);
 
@@ -310,6 +310,7 @@ internal sealed class UpstreamForwarder(
             Streaming = streaming,
             OutputTokensSeen = outputSeen,
             Fault = fault,
+            OwnershipRecorded = call.OwnershipRecorded,
         };
     }
 

@@ -110,8 +110,7 @@ internal sealed class GatewayRequestHandler(
 
         var error = await ReadBodyAsync(journey, match.Route)
             ?? ApplyTenantPolicy(journey)
-            ?? await CheckIsolationAsync(journey)
-            ?? await AdmitAsync(journey);
+            ?? await CheckIsolationAndAdmitAsync(journey);
         if (error is not null)
         {
             await RejectAsync(journey, error);
@@ -216,21 +215,31 @@ internal sealed class GatewayRequestHandler(
         return null;
     }
 
-    /// <summary>Isolation refuses, or says which upstream holds the objects the request names (the pin Forwarding follows).</summary>
-    private async ValueTask<OpenAIError?> CheckIsolationAsync(Journey journey)
+    /// <summary>
+    /// Isolation (a refusal, or the upstream the named objects live on), then admission. The hidden-context read of the admission is issued before the isolation lookups are
+    /// awaited, so both travel in one store round trip (issue #15); a refused request never reaches admission.
+    /// </summary>
+    private async ValueTask<OpenAIError?> CheckIsolationAndAdmitAsync(Journey journey)
     {
+        var hiddenContext = quotas.ReadHiddenContextAsync(journey.Request);
         var check = await isolation.CheckAsync(journey.Request);
+        if (check.Refusal is { } refusal)
+        {
+            return refusal;
+        }
+
         if (check.Pin is { } pin)
         {
+            // Isolation says which upstream holds the objects the request names: the pin Forwarding follows.
             journey.Request = journey.Request with { Pin = pin };
         }
 
-        return check.Refusal;
+        return await AdmitAsync(journey, hiddenContext);
     }
 
-    private async ValueTask<OpenAIError?> AdmitAsync(Journey journey)
+    private async ValueTask<OpenAIError?> AdmitAsync(Journey journey, Task<long?> hiddenContext)
     {
-        var admitted = await quotas.AdmitAsync(journey.Request, journey.Admission);
+        var admitted = await quotas.AdmitAsync(journey.Request, journey.Admission, hiddenContext);
         journey.Admission = admitted.Admission;
         return admitted.Refusal;
     }
@@ -264,6 +273,12 @@ internal sealed class GatewayRequestHandler(
                 // The event is still written; the concurrency lease expires on its own (ConcurrencyLeaseTimeout).
                 AccountingLog.StepFailed(logger, ex, "settle", request.RequestId, request.Tenant.Id);
                 settled = new SettleResult(true);
+            }
+
+            if (journey.Upstream?.OwnershipRecorded is { } ownershipRecorded)
+            {
+                // Issued before the id went to the client and in flight beside the settle; it never throws (failures are logged).
+                await ownershipRecorded;
             }
 
             bill = accounting.Reconcile(bill, settled, outcome.Usage.Model);

@@ -25,14 +25,10 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
     /// </summary>
     public ValueTask<AdmissionStep> PreAdmitAsync(AuthenticatedRequest request) => AdmitStepAsync(request, Admission.None, 0, 0, 0, tokensOnly: false);
 
-    public async ValueTask<AdmissionStep> AdmitAsync(AuthenticatedRequest request, Admission prior)
+    /// <param name="hiddenContext">The read started by <see cref="ReadHiddenContextAsync"/>, if the caller issued it early.</param>
+    public async ValueTask<AdmissionStep> AdmitAsync(AuthenticatedRequest request, Admission prior, Task<long?>? hiddenContext = null)
     {
-        long context;
-        try
-        {
-            context = await HiddenContextAsync(request);
-        }
-        catch (StoreUnavailableException)
+        if (await (hiddenContext ?? ReadHiddenContextAsync(request)) is not { } context)
         {
             return new AdmissionStep(prior, OpenAIError.StoreUnavailable());
         }
@@ -168,18 +164,32 @@ internal sealed class QuotaService(ISharedStateStore store, GatewaySettings sett
 
     /// <summary>
     /// The context a continuing request (<c>previous_response_id</c>, <c>conversation</c>) carries without sending it: the
-    /// upstream bills it as input. Estimated from the last recorded usage of those objects; 0 when none is known.
+    /// upstream bills it as input. Estimated from the last recorded usage of those objects; 0 when none is known; null when
+    /// the store is unavailable (Deny). The read is issued when this is called, so the pipeline starts it beside the
+    /// isolation lookups (one Redis round trip for both) and hands it to <see cref="AdmitAsync"/>; it reads only this
+    /// tenant's own usage marks, so issuing it before the isolation check reveals nothing.
     /// </summary>
-    private async ValueTask<long> HiddenContextAsync(AuthenticatedRequest request)
+    public Task<long?> ReadHiddenContextAsync(AuthenticatedRequest request)
     {
         var facts = request.Facts;
-        if (request.Route is not { Generates: true } || facts is null || (facts.PreviousResponseId is null && facts.ConversationId is null))
-        {
-            return 0;
-        }
+        return request.Route is not { Generates: true } || facts is null || (facts.PreviousResponseId is null && facts.ConversationId is null)
+            ? NoHiddenContext
+            : ReadAsync(request.Tenant.Id, facts.PreviousResponseId, facts.ConversationId, request.Http.RequestAborted);
 
-        return await store.GetContextTokensAsync(request.Tenant.Id, facts.PreviousResponseId, facts.ConversationId, request.Http.RequestAborted);
+        async Task<long?> ReadAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await store.GetContextTokensAsync(tenantId, previousResponseId, conversationId, cancellationToken);
+            }
+            catch (StoreUnavailableException)
+            {
+                return null;
+            }
+        }
     }
+
+    private static readonly Task<long?> NoHiddenContext = Task.FromResult<long?>(0);
 
     private static bool HasTokenLimits(Configuration.TenantLimitsOptions limits) =>
         limits.TokensPerMinute > 0 || limits.TokensPerDay > 0 || limits.TokensPerMonth > 0;

@@ -146,7 +146,7 @@ public sealed class OwnershipRecordingTests
         {
             // What the real callback (IsolationGuard.RecordCreatedAsync) would write, and how much the client had by then.
             run.Record(usage.ObjectId, usage.ConversationId, (int)released.Length);
-            return ValueTask.CompletedTask;
+            return Task.CompletedTask;
         });
 
         await using var stream = new ObservedUpstreamStream(new ChunkedStream(body, chunkSize), call, observer);

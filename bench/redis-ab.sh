@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A/B of the Redis store on the request path (issue #15): streamed TTFB at concurrency 1 (LoadClient) and non-streamed
+# throughput (wrk), for `direct`, `gateway` (memory store) and any number of gateway+redis builds, targets alternating
+# round by round. Usage: bash bench/redis-ab.sh ROUNDS name=/published/gateway/dir ...
+# Everything on 127.0.0.1; load on CPU 0, targets, the fake upstream and Redis on CPU 1 (as bench/run.sh).
+set -euo pipefail
+ROUNDS=$1; shift
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d); OUT=${OUT:-$WORK}
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q >/dev/null
+dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q >/dev/null
+KEY=gwk_bench_key; HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1); export BENCH_KEY=$KEY
+cat > "$WORK/gateway.json" <<JSON
+{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
+    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
+                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 }, "MaxOutputTokens": 4096 } } },
+  "Serilog": { "MinimumLevel": { "Default": "Information" } } }
+JSON
+BASE=$((21000 + RANDOM % 5000)); P_FAKE=$BASE; P_REDIS=$((BASE + 1))
+wait_port() { for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+taskset -c 1 redis-server --port $P_REDIS --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & PIDS+=($!)
+taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >/dev/null 2>&1 & PIDS+=($!)
+wait_port $P_FAKE; wait_port $P_REDIS
+declare -A URL; NAMES=(direct); URL[direct]="http://127.0.0.1:$P_FAKE"
+start_gw() { # name dir port redis?
+  local env=(GATEWAY_CONFIG="$WORK/gateway.json" Urls="http://127.0.0.1:$3" Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" OPENAI_API_KEY=fake)
+  [ "$4" = redis ] && env+=(ConnectionStrings__Redis="127.0.0.1:$P_REDIS" Gateway__Quotas__RedisKeyPrefix="$1")
+  (cd "$WORK" && exec env "${env[@]}" taskset -c 1 dotnet "$2/Gateway.dll" >"$WORK/$1.log" 2>&1) & PIDS+=($!)
+  wait_port "$3"; NAMES+=("$1"); URL[$1]="http://127.0.0.1:$3"
+}
+port=$((BASE + 10)); first=1
+for spec in "$@"; do
+  name=${spec%%=*}; dir=${spec#*=}
+  if [ $first = 1 ]; then start_gw gateway "$dir" $port memory; port=$((port + 1)); first=0; fi
+  start_gw "$name" "$dir" $port redis; port=$((port + 1))
+done
+sleep 2
+for n in "${NAMES[@]}"; do taskset -c 0 wrk -t1 -c32 -d20s -s "$ROOT/bench/post-responses.lua" "${URL[$n]}/v1/responses" >/dev/null; done  # warm-up
+for r in $(seq 1 "$ROUNDS"); do
+  for n in "${NAMES[@]}"; do
+    taskset -c 0 wrk -t1 -c64 -d10s -s "$ROOT/bench/post-responses.lua" "${URL[$n]}/v1/responses" | awk -v n="$n" '/Requests\/sec/ {print n, "rps", $2}' >>"$OUT/rps.txt"
+    taskset -c 0 dotnet "$WORK/client/LoadClient.dll" stream --url "${URL[$n]}/v1" --key "$KEY" --concurrency 1 --requests 1000 --events 20 \
+      | python3 -c "import json,sys; d=json.load(sys.stdin); print('$n', 'ttfb_p50', d['ttfb_p50_ms'])" >>"$OUT/ttfb.txt"
+  done
+done
+echo "round values (rps):"; sort -k1,1 -s "$OUT/rps.txt" | awk '{a[$1]=a[$1]" "$3} END {for (k in a) print k":"a[k]}'
+echo "round values (TTFB p50 ms, concurrency 1):"; sort -k1,1 -s "$OUT/ttfb.txt" | awk '{a[$1]=a[$1]" "$3} END {for (k in a) print k":"a[k]}'
