@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Where the gateway's CPU goes under load: perf samples of the published gateway (memory store, every feature on)
+# while wrk drives non-streamed POST /v1/responses, the same load as bench/run.sh. Needs `perf` (Debian: linux-perf)
+# and a previous `bash bench/run.sh` (it reuses bench/.work: the published gateway, the fake upstream, gateway.json).
+#   bash bench/profile.sh [seconds-of-warm-up] [seconds-sampled]
+# Writes bench/results/<stamp>-profile/{by-dso.txt,by-symbol.txt,gateway-symbols.txt}.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK="$ROOT/bench/.work"
+WARM=${1:-45}; SAMPLE=${2:-10}
+OUT="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)-profile"
+P_FAKE=18180; P_GW=18182
+[ -f "$WORK/gateway/Gateway.dll" ] || { echo "run bash bench/run.sh first (it publishes into bench/.work)" >&2; exit 1; }
+command -v perf >/dev/null || { echo "install perf (apt-get install linux-perf)" >&2; exit 1; }
+mkdir -p "$OUT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >"$OUT/fake.log" 2>&1 & PIDS+=($!)
+# Perf maps let perf name JIT-compiled frames; W^X off so those frames stay where the map says.
+env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
+    Urls="http://127.0.0.1:$P_GW" DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 DOTNET_TC_CallCountingDelayMs=0 \
+    taskset -c 1 dotnet "$WORK/gateway/Gateway.dll" >"$OUT/gateway.log" 2>&1 & GW=$!; PIDS+=($GW)
+wait_port $P_FAKE; wait_port $P_GW
+export BENCH_KEY=gwk_bench_key
+taskset -c 0 wrk -t1 -c64 -d"${WARM}s" -s "$ROOT/bench/post-responses.lua" "http://127.0.0.1:$P_GW/v1/responses" >/dev/null
+taskset -c 0 wrk -t1 -c64 -d"$((SAMPLE + 2))s" -s "$ROOT/bench/post-responses.lua" "http://127.0.0.1:$P_GW/v1/responses" >"$OUT/wrk.txt" &
+WRK=$!
+sleep 1
+perf record -F 999 -g -p "$GW" -o "$OUT/perf.data" -- sleep "$SAMPLE" 2>"$OUT/perf-record.log"
+wait $WRK
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 >"$OUT/by-dso.txt"
+perf report -i "$OUT/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80 >"$OUT/by-symbol.txt"
+# Inclusive time of the gateway's own methods (and the frameworks' entry points) over the whole call graph.
+perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -E 'Gateway\.|Serilog|Yarp|Kestrel|Tokenizer|OpenTelemetry|Metrics' | head -60 >"$OUT/gateway-symbols.txt"
+echo "profile in $OUT"
