@@ -11,6 +11,7 @@
 # Prints one line per run and writes <out>/coldstart-<label>-<run>.txt (one "second requests cpu-ticks" line per second).
 # cpu-ratio: steady CPU per request over the first 10 s' CPU per request, the same ratio as seen by the CPU the gateway gets.
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUNS=1; SECONDS_UNDER_LOAD=90; OUTDIR=""; FAKE_URL=""; CONNECTIONS=64
 VARIANTS=()
@@ -43,13 +44,7 @@ if [ -z "$FAKE_URL" ]; then
   until curl -sf "$FAKE_URL/healthz" >/dev/null; do sleep 0.05; done
 fi
 # The same tenant as bench/run.sh: every limit set, so admission does all its work.
-HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-cat > "$WORK/gateway.json" <<JSON
-{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
-    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
-                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 },
-    "MaxOutputTokens": 4096 } } } }
-JSON
+write_bench_config "$WORK/gateway.json" "$KEY"
 
 # The mean requests per second over the seconds [from, to) of a per-second file.
 mean_of() { awk -v a="$2" -v b="$3" '$1 >= a && $1 < b { s += $2; n++ } END { printf "%.0f", n ? s / n : 0 }' "$1"; }

@@ -9,6 +9,7 @@
 # the requests wrk completed. Allocations: dotnet-counters' dotnet.gc.heap.total_allocated over one extra round
 # (kept apart because the EventPipe session costs the target some CPU). Prints one table; raw outputs in $WORK.
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK="${CPU_BENCH_WORK:-$ROOT/bench/.work/cpu}"
 ROUNDS=5; DURATION=10; WARMUP=30; CONNECTIONS=32; GATEWAY_DIR=""; LABEL=gateway
@@ -48,15 +49,7 @@ fi
 dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q >&2
 dotnet publish "$ROOT/bench/BareProxy" -c Release -o "$WORK/bare" --nologo -v q >&2
 
-wait_port() { for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
-HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-cat > "$WORK/gateway.json" <<JSON
-{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
-    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
-                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 },
-    "MaxOutputTokens": 4096 } } },
-  "Serilog": { "MinimumLevel": { "Default": "Information" } } }
-JSON
+write_bench_config "$WORK/gateway.json" "$KEY"
 
 taskset -c "$TARGET_CPU" dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >"$WORK/fake.log" 2>&1 & PIDS+=($!)
 taskset -c "$TARGET_CPU" dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" >"$WORK/bare.log" 2>&1 & PIDS+=($!)

@@ -5,13 +5,14 @@
 # wrk drives them in alternating rounds; per round it also reads the gateway's own CPU time (utime+stime from
 # /proc/PID/stat) and divides it by the requests wrk completed: CPU per request is much less distorted by other load
 # on the machine than req/s is.
-#   bash bench/pool.sh [--rounds=N] [--duration=S] [--connections=N] [--warmup=S] [--smoke]
+#   bash bench/pool.sh [--rounds=N] [--duration=S] [--connections=N] [--warmup=S] [--smoke] [--one-fake]
 #   bash bench/run.sh calls it with --out=<its results folder> --work=<its work folder> (built already) and the same settings.
 # Results: a table appended to <out>/summary.md (standalone: bench/results/<timestamp>-pool/summary.md), raw wrk outputs beside it.
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK="$ROOT/bench/.work"; OUT=""; BUILT=0
-ROUNDS=5; DURATION=10; CONNECTIONS=64; WARMUP=30
+ROUNDS=5; DURATION=10; CONNECTIONS=64; WARMUP=30; ONE_FAKE=0
 for arg in "$@"; do
   case "$arg" in
     --smoke) ROUNDS=1; DURATION=2; CONNECTIONS=16; WARMUP=2 ;;
@@ -21,6 +22,7 @@ for arg in "$@"; do
     --warmup=*) WARMUP="${arg#*=}" ;;
     --out=*) OUT="${arg#*=}" ;;
     --work=*) WORK="${arg#*=}"; BUILT=1 ;;
+    --one-fake) ONE_FAKE=1 ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -28,6 +30,9 @@ done
 LOAD_CPU=0; TARGET_CPU=1
 if [ "$(nproc)" -lt 2 ]; then LOAD_CPU=0; TARGET_CPU=0; fi
 P_FAKE_A=18110; P_FAKE_B=18111; P_SINGLE=18112; P_POOL=18113
+# --one-fake (a control): pool member b uses a's fake process too, so the pool's own cost is measured without a
+# second upstream process sharing the targets' core.
+POOL_B_PORT=$P_FAKE_B; [ "$ONE_FAKE" -eq 1 ] && POOL_B_PORT=$P_FAKE_A
 KEY=${BENCH_KEY:-gwk_bench_key}
 mkdir -p "$WORK" "$OUT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY
@@ -42,15 +47,7 @@ if [ $BUILT -eq 0 ]; then
   dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q
 fi
 
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
-HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-cat > "$WORK/pool-gateway.json" <<JSON
-{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
-    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
-                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 },
-    "MaxOutputTokens": 4096 } } },
-  "Serilog": { "MinimumLevel": { "Default": "Information" } } }
-JSON
+write_bench_config "$WORK/pool-gateway.json" "$KEY"
 
 echo "== starting two fake upstreams and two gateways"
 for p in $P_FAKE_A $P_FAKE_B; do
@@ -64,7 +61,7 @@ env GATEWAY_CONFIG="$WORK/pool-gateway.json" OPENAI_API_KEY=bench-upstream-key U
 PIDS+=($!); GW_PID[single]=$!
 env GATEWAY_CONFIG="$WORK/pool-gateway.json" OPENAI_API_KEY=bench-upstream-key Urls="http://127.0.0.1:$P_POOL" \
     Gateway__Upstreams__a__BaseUrl="http://127.0.0.1:$P_FAKE_A/v1" Gateway__Upstreams__a__ApiKey=bench-key-a Gateway__Upstreams__a__Weight=1 \
-    Gateway__Upstreams__b__BaseUrl="http://127.0.0.1:$P_FAKE_B/v1" Gateway__Upstreams__b__ApiKey=bench-key-b Gateway__Upstreams__b__Weight=1 \
+    Gateway__Upstreams__b__BaseUrl="http://127.0.0.1:$POOL_B_PORT/v1" Gateway__Upstreams__b__ApiKey=bench-key-b Gateway__Upstreams__b__Weight=1 \
     taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$WORK/pool-gateway-pool.log" 2>&1 &
 PIDS+=($!); GW_PID[pool]=$!
 for p in $P_FAKE_A $P_FAKE_B $P_SINGLE $P_POOL; do wait_port $p; done

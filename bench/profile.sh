@@ -5,6 +5,7 @@
 #   bash bench/profile.sh [seconds-of-warm-up] [seconds-sampled]
 # Writes bench/results/<stamp>-profile/{by-dso.txt,by-symbol.txt,gateway-symbols.txt}.
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK="$ROOT/bench/.work"
 WARM=${1:-45}; SAMPLE=${2:-10}
@@ -16,7 +17,6 @@ mkdir -p "$OUT"
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >"$OUT/fake.log" 2>&1 & PIDS+=($!)
 # Perf maps let perf name JIT-compiled frames; W^X off so those frames stay where the map says.

@@ -4,6 +4,7 @@
 # round by round. Usage: bash bench/redis-ab.sh ROUNDS name=/published/gateway/dir ...
 # Everything on 127.0.0.1; load on CPU 0, targets, the fake upstream and Redis on CPU 1 (as bench/run.sh).
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 ROUNDS=$1; shift
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d); OUT=${OUT:-$WORK}
@@ -12,15 +13,9 @@ cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wai
 trap cleanup EXIT
 dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q >/dev/null
 dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q >/dev/null
-KEY=gwk_bench_key; HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1); export BENCH_KEY=$KEY
-cat > "$WORK/gateway.json" <<JSON
-{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
-    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
-                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 }, "MaxOutputTokens": 4096 } } },
-  "Serilog": { "MinimumLevel": { "Default": "Information" } } }
-JSON
+KEY=gwk_bench_key; export BENCH_KEY=$KEY
+write_bench_config "$WORK/gateway.json" "$KEY"
 BASE=$((21000 + RANDOM % 5000)); P_FAKE=$BASE; P_REDIS=$((BASE + 1))
-wait_port() { for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 taskset -c 1 redis-server --port $P_REDIS --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & PIDS+=($!)
 taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >/dev/null 2>&1 & PIDS+=($!)
 wait_port $P_FAKE; wait_port $P_REDIS

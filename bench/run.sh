@@ -5,6 +5,7 @@
 # Everything listens on 127.0.0.1 only. The load generator runs on CPU 0, every target (and the fake upstream) on CPU 1.
 # Results: bench/results/<timestamp>/summary.md (and raw outputs beside it).
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK="$ROOT/bench/.work"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -46,19 +47,11 @@ dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v
 dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q
 dotnet publish "$ROOT/bench/BareProxy" -c Release -o "$WORK/bare" --nologo -v q
 
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 # Only used with &: exec keeps $! the PID of the service itself, so cleanup can stop it.
 on_target() { exec taskset -c "$TARGET_CPU" "$@"; }
 on_load() { taskset -c "$LOAD_CPU" "$@"; }
 
-HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-cat > "$WORK/gateway.json" <<JSON
-{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
-    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
-                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 },
-    "MaxOutputTokens": 4096 } } },
-  "Serilog": { "MinimumLevel": { "Default": "Information" } } }
-JSON
+write_bench_config "$WORK/gateway.json" "$KEY"
 
 echo "== starting services"
 on_target redis-server --port $P_REDIS --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 & PIDS+=($!)

@@ -6,24 +6,19 @@
 # Uses bench/.work/gateway and bench/.work/fake as bench/run.sh publishes them (run it, or its --smoke, first).
 # As in bench/run.sh: the load on CPU 0, the targets on CPU 1, 127.0.0.1 only. Writes /tmp/ab-<label>.txt.
 set -uo pipefail
+. "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
-W=bench/.work; KEY=gwk_bench_key; HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
+W=bench/.work; KEY=gwk_bench_key
 [ -f $W/gateway/Gateway.dll ] && [ -f $W/fake/FakeUpstream.dll ] || { echo "publish first: bash bench/run.sh --smoke" >&2; exit 1; }
 ROUNDS=${ROUNDS:-3}; DUR=${DUR:-10}; WARM=${WARM:-60}
 P_FAKE=18280; P_NGINX=18281; P_A=18282; P_B=18283; P_FAKE2=18290
 PIDS=(); cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null; done; }; trap cleanup EXIT
-cat > /tmp/ab-gw.json <<JSON
-{ "Gateway": { "Tenants": { "bench": { "KeyHashes": ["$HASH"],
-    "Limits": { "RequestsPerMinute": 1000000000, "TokensPerMinute": 1000000000000, "TokensPerDay": 1000000000000,
-                "TokensPerMonth": 1000000000000, "MaxConcurrentRequests": 100000 },
-    "MaxOutputTokens": 4096 } } } }
-JSON
+write_bench_config /tmp/ab-gw.json "$KEY"
 taskset -c 1 dotnet $W/fake/FakeUpstream.dll --urls "http://127.0.0.1:$P_FAKE" >/tmp/ab-fake.log 2>&1 & PIDS+=($!)
 taskset -c 1 dotnet $W/fake/FakeUpstream.dll --urls "http://127.0.0.1:$P_FAKE2" --Kestrel:EndpointDefaults:Protocols=Http2 >/tmp/ab-fake2.log 2>&1 & PIDS+=($!)
 mkdir -p /tmp/ab-nginx/nginx
 sed -e "s#__WORK__#/tmp/ab-nginx#g" -e "s#__PORT__#$P_NGINX#g" -e "s#__UPSTREAM_PORT__#$P_FAKE#g" bench/nginx.conf.template >/tmp/ab-nginx/nginx.conf
 taskset -c 1 nginx -p /tmp/ab-nginx -c /tmp/ab-nginx/nginx.conf >/tmp/ab-nginx/out.log 2>&1 & PIDS+=($!)
-wait_port() { until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.05; done; }
 start_gw() { local port=$1; shift; env GATEWAY_CONFIG=/tmp/ab-gw.json OPENAI_API_KEY=k Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" Urls="http://127.0.0.1:$port" "$@" taskset -c 1 dotnet $W/gateway/Gateway.dll >/tmp/ab-gw-$port.log 2>&1 & GWPID=$!; PIDS+=($GWPID); wait_port $port; }
 ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 load() { BENCH_KEY=$KEY taskset -c 0 wrk -t1 -c64 -d${2}s -s bench/post-responses.lua "http://127.0.0.1:$1/v1/responses"; }
