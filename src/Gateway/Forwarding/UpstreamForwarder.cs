@@ -14,7 +14,7 @@ namespace Gateway.Forwarding;
 /// <summary>
 /// Stage 3: sends an admitted request to its upstream with YARP and returns what happened as one immutable
 /// <see cref="UpstreamExchange"/>. The upstream target is chosen once, here; ownership of a created object is
-/// recorded (through Isolation) before its id reaches the client; a failed exchange is answered the OpenAI way.
+/// sent to the store (through Isolation) before its id reaches the client; a failed exchange is answered the OpenAI way.
 /// </summary>
 internal sealed class UpstreamForwarder(
     IHttpForwarder forwarder,
