@@ -39,8 +39,12 @@ public sealed class SingleUpstreamTests : IAsyncLifetime
         Assert.Equal(1, UsageEvents.Long(usage, "Attempts"));
         Assert.Equal($"Bearer {TestKeys.UpstreamKey}", Assert.Single(_upstream.Requests).Header("Authorization"));
         using var metrics = new HttpClient { BaseAddress = gateway.RootUrl };
-        var series = (await metrics.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("gateway_upstream_requests_total{", StringComparison.Ordinal));
-        Assert.Contains(series, l => l.Contains("upstream=\"default\"", StringComparison.Ordinal) && l.Contains("status_class=\"2xx\"", StringComparison.Ordinal) && l.EndsWith(" 1", StringComparison.Ordinal));
+        // The exporter may answer a scrape from its short-lived response cache: scrape until the series is there.
+        var series = await Eventually.ValueAsync(
+            async () => (await metrics.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("gateway_upstream_requests_total{", StringComparison.Ordinal)
+                && l.Contains("upstream=\"default\"", StringComparison.Ordinal) && l.Contains("status_class=\"2xx\"", StringComparison.Ordinal)).ToList(),
+            lines => lines.Count > 0, "the default upstream's 2xx series");
+        Assert.EndsWith(" 1", Assert.Single(series), StringComparison.Ordinal);
     }
 
     [Fact]
