@@ -17,7 +17,7 @@ internal sealed record UpstreamExchange(string Upstream, ForwarderError Error, i
     /// <summary>How many upstreams were tried (0 when the pool refused the request before any).</summary>
     public int Attempts { get; init; } = 1;
 
-    /// <summary>The answering pool upstream's <c>PriceMultiplier</c>; null without a pool (<c>Gateway:Upstream</c>'s applies).</summary>
+    /// <summary>The answering upstream's <c>PriceMultiplier</c> (<c>default</c>: <c>Gateway:Upstream</c>'s); null when none answered.</summary>
     public decimal? PriceMultiplier { get; init; }
 
     /// <summary>When the first body byte arrived (<see cref="TimeProvider.GetTimestamp"/>); 0 if none did.</summary>

@@ -184,7 +184,7 @@ internal sealed class UpstreamForwarder(
             }
 
             var exchange = await CompleteAsync(request, quotaStatus, call, target, error, fault, attempts);
-            return pinCreated ? exchange with { PriceMultiplier = upstream.PriceMultiplier } : exchange;
+            return exchange with { PriceMultiplier = upstream.PriceMultiplier };
         }
 
         // Every candidate was being probed by other requests.
