@@ -49,13 +49,6 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
     }
 
     /// <summary>
-    /// Adds the record, or, when a live one with the same value exists, moves its expiry later (never earlier). A live
-    /// record with another value is left alone. True when the key holds <paramref name="value"/> afterwards.
-    /// </summary>
-    public bool AddOrExtend(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now) =>
-        AddOrMerge(key, value, expiresAt, now, static (existing, incoming) => (EqualityComparer<TValue>.Default.Equals(existing, incoming), existing));
-
-    /// <summary>
     /// Adds the record, or, when a live one exists that <paramref name="merge"/> calls the same (e.g. the same owner),
     /// keeps the value it returns and moves the expiry later (never earlier). A live record it does not call the same
     /// is left alone (false).
@@ -84,10 +77,6 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
             return true;
         }
     }
-
-    /// <summary>Brings a live record with this value to expire no later than <paramref name="expiresAt"/>.</summary>
-    public void ExpireNoLaterThan(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now) =>
-        ExpireNoLaterThan(key, value, expiresAt, now, static (existing, given) => EqualityComparer<TValue>.Default.Equals(existing, given));
 
     /// <summary>Brings a live record that <paramref name="same"/> matches with <paramref name="value"/> to expire no later than <paramref name="expiresAt"/>.</summary>
     public void ExpireNoLaterThan(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now, Func<TValue, TValue, bool> same)

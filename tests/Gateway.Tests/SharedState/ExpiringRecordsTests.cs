@@ -47,21 +47,23 @@ public sealed class ExpiringRecordsTests
     }
 
     [Fact]
-    public void AddOrExtend_SameValueLengthens_OtherValueChangesNothing_NeverShortens()
+    public void AddOrMerge_SameOwnerLengthens_OtherOwnerChangesNothing_NeverShortens()
     {
         var records = new ExpiringRecords<string, string>(() => 10, () => { });
-        Assert.True(records.AddOrExtend("conv", "tenant-a", Now.AddHours(1), Now));
+        static (bool Same, string Kept) SameOwner(string existing, string incoming) => (existing == incoming, existing);
+        static bool IsOwner(string existing, string given) => existing == given;
+        Assert.True(records.AddOrMerge("conv", "tenant-a", Now.AddHours(1), Now, SameOwner));
 
-        Assert.False(records.AddOrExtend("conv", "tenant-b", DateTimeOffset.MaxValue, Now));
-        Assert.True(records.AddOrExtend("conv", "tenant-a", DateTimeOffset.MaxValue, Now));
-        Assert.True(records.AddOrExtend("conv", "tenant-a", Now.AddHours(1), Now));
+        Assert.False(records.AddOrMerge("conv", "tenant-b", DateTimeOffset.MaxValue, Now, SameOwner));
+        Assert.True(records.AddOrMerge("conv", "tenant-a", DateTimeOffset.MaxValue, Now, SameOwner));
+        Assert.True(records.AddOrMerge("conv", "tenant-a", Now.AddHours(1), Now, SameOwner));
 
         Assert.True(records.TryGet("conv", Now.AddYears(5), out var owner, out var expiresAt));
         Assert.Equal(("tenant-a", DateTimeOffset.MaxValue), (owner, expiresAt));
 
-        records.ExpireNoLaterThan("conv", "tenant-b", Now.AddHours(2), Now); // not its owner
+        records.ExpireNoLaterThan("conv", "tenant-b", Now.AddHours(2), Now, IsOwner); // not its owner
         Assert.Equal(DateTimeOffset.MaxValue, records.TryGet("conv", Now, out _, out var unchanged) ? unchanged : default);
-        records.ExpireNoLaterThan("conv", "tenant-a", Now.AddHours(2), Now);
+        records.ExpireNoLaterThan("conv", "tenant-a", Now.AddHours(2), Now, IsOwner);
         Assert.False(records.TryGet("conv", Now.AddHours(3), out _, out _));
     }
 
