@@ -28,6 +28,9 @@ internal sealed class GatewayOptions
     public Dictionary<string, PoolUpstreamOptions> Upstreams { get; init; } = new(StringComparer.Ordinal);
 
     public RoutingOptions Routing { get; init; } = new();
+
+    /// <summary>The start-up warm-up (docs/operations.md#start-up).</summary>
+    public WarmupOptions Warmup { get; init; } = new();
 }
 
 internal sealed class UpstreamOptions

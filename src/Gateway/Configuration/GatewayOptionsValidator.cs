@@ -59,6 +59,11 @@ internal sealed partial class GatewayOptionsValidator(IConfiguration configurati
             failures.Add("Gateway:Upstream:PriceMultiplier must be between 0 (prepaid) and 100; 1 is list price.");
         }
 
+        if (!(options.Warmup.MaxSeconds > 0 && options.Warmup.MaxSeconds <= WarmupOptions.LargestMaxSeconds))
+        {
+            failures.Add($"Gateway:Warmup:MaxSeconds must be more than 0 and at most {WarmupOptions.LargestMaxSeconds} (default {WarmupOptions.DefaultMaxSeconds}); set Gateway:Warmup:Enabled to false to start without a warm-up.");
+        }
+
         if (options.Isolation.Retention <= TimeSpan.Zero)
         {
             failures.Add("Gateway:Isolation:Retention must be a positive duration such as \"45.00:00:00\".");

@@ -1,3 +1,4 @@
+using Gateway.Configuration;
 using Gateway.Tenants;
 using Gateway.Upstreams;
 using Gateway.Usage;
@@ -7,16 +8,58 @@ namespace Gateway.Hosting;
 /// <summary>
 /// Builds the expensive singletons at start (the tokenizer's vocabulary takes a few hundred milliseconds to load)
 /// so the first request does not pay for them, and so a bad configuration fails the start, not the first request.
+/// Then, with <c>Gateway:Warmup:Enabled</c>, drives the whole pipeline with synthetic requests
+/// (<see cref="PipelineWarmup"/>). Hosted services start before the server, so the port opens only after this.
 /// </summary>
-internal sealed class StartupWarmup(IServiceProvider services) : IHostedService
+internal sealed class StartupWarmup(IServiceProvider services, GatewaySettings settings, ILogger<StartupWarmup> logger) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         services.GetRequiredService<TenantDirectory>();
         services.GetRequiredService<UpstreamRouter>(); // the pool: reads the upstream keys
         services.GetRequiredService<TokenCounter>().Count("warm up the o200k_base vocabulary");
-        return Task.CompletedTask;
+
+        var options = settings.Current.Warmup;
+        if (!options.Enabled)
+        {
+            return;
+        }
+
+        var started = TimeProvider.System.GetTimestamp();
+        try
+        {
+            var result = await PipelineWarmup.RunAsync(services, options, cancellationToken);
+            var elapsedMs = (long)result.Elapsed.TotalMilliseconds;
+            if (result.Failures == 0)
+            {
+                WarmupLog.Completed(logger, result.Requests, elapsedMs, result.MethodsCompiled, result.JitSettled);
+            }
+            else
+            {
+                WarmupLog.CompletedWithFailures(logger, result.Requests, result.Failures, elapsedMs, result.MethodsCompiled, result.JitSettled);
+            }
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // A warm-up only makes the first seconds faster: never a reason not to start.
+            WarmupLog.Failed(logger, ex, (long)TimeProvider.System.GetElapsedTime(started).TotalMilliseconds);
+        }
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+internal static partial class WarmupLog
+{
+    [LoggerMessage(EventId = 8470, EventName = "WarmupCompleted", Level = LogLevel.Information,
+        Message = "Warm-up: {WarmupRequests} synthetic requests through the whole pipeline in {WarmupMs} ms, {MethodsCompiled} methods compiled, JIT settled: {JitSettled}")]
+    public static partial void Completed(ILogger logger, int warmupRequests, long warmupMs, long methodsCompiled, bool jitSettled);
+
+    [LoggerMessage(EventId = 8471, EventName = "WarmupCompletedWithFailures", Level = LogLevel.Warning,
+        Message = "Warm-up: {WarmupFailures} of {WarmupRequests} synthetic requests failed (in {WarmupMs} ms, {MethodsCompiled} methods compiled, JIT settled: {JitSettled}); starting anyway")]
+    public static partial void CompletedWithFailures(ILogger logger, int warmupRequests, int warmupFailures, long warmupMs, long methodsCompiled, bool jitSettled);
+
+    [LoggerMessage(EventId = 8472, EventName = "WarmupFailed", Level = LogLevel.Warning,
+        Message = "Warm-up failed after {WarmupMs} ms; starting without it")]
+    public static partial void Failed(ILogger logger, Exception exception, long warmupMs);
 }

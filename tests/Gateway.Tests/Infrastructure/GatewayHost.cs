@@ -47,6 +47,8 @@ public sealed class GatewayHost : IAsyncDisposable
             ["Gateway:Shutdown:DrainTimeout"] = "00:00:05",
             // Metrics tests scrape the API port; production keeps /metrics off there (MetricsExposureTests remove this).
             ["Gateway:Metrics:Public"] = "true",
+            // The start-up warm-up costs seconds per host; StartupWarmupTests turn it on.
+            ["Gateway:Warmup:Enabled"] = "false",
             ["Serilog:MinimumLevel:Default"] = "Information",
             // The capture sink gets every event; the console only fatal ones (keeps test output readable).
             ["Serilog:WriteTo:0:Name"] = "Console",

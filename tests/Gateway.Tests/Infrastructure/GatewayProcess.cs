@@ -96,6 +96,8 @@ public sealed class GatewayProcess : IAsyncDisposable
 
         info.Environment["Urls"] = "http://127.0.0.1:0";
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        // The start-up warm-up costs seconds per process; tests that want it pass Gateway__Warmup__Enabled=true.
+        info.Environment["Gateway__Warmup__Enabled"] = "false";
         foreach (var (name, value) in environment)
         {
             info.Environment[name] = value;
