@@ -30,7 +30,7 @@ internal sealed class StartupWarmup(IServiceProvider services, GatewaySettings s
         {
             var result = await PipelineWarmup.RunAsync(services, options, cancellationToken);
             var elapsedMs = (long)result.Elapsed.TotalMilliseconds;
-            if (result.Failures == 0)
+            if (result.Failures == 0 && result.Requests > 0)
             {
                 WarmupLog.Completed(logger, result.Requests, elapsedMs, result.MethodsCompiled, result.JitSettled);
             }

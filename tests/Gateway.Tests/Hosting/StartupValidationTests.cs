@@ -21,6 +21,7 @@ public sealed class StartupValidationTests
     [InlineData("Gateway__Quotas__BackgroundReservationTimeout", "400.00:00:00", "Gateway:Quotas:BackgroundReservationTimeout 400.00:00:00 is out of range", "\"01:00:00\"")]
     [InlineData("Gateway__Quotas__RedisDataLossCheckInterval", "00:00:00", "Gateway:Quotas:RedisDataLossCheckInterval 00:00:00 is out of range", "\"00:00:30\"")]
     [InlineData("Gateway__Quotas__TokenizeBodyBytesThreshold", "-1", "Gateway:Quotas:TokenizeBodyBytesThreshold must be 0", "default 65536")]
+    [InlineData("Gateway__Warmup__MaxSeconds", "0", "Gateway:Warmup:MaxSeconds must be more than 0", "Gateway:Warmup:Enabled to false")]
     [InlineData("Gateway__Quotas__RedisKeyPrefix", "gw{t:a}", "Gateway:Quotas:RedisKeyPrefix 'gw{t:a}' must be 1-64 letters", "default \"gw\"")]
     public async Task BadSetting_ProcessExitsWithOne_MessageNamesKeyAndFix(string variable, string value, string problem, string fix)
     {
