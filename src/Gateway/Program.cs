@@ -19,7 +19,16 @@ try
     app.MapGateway();
 
     // Returns after a graceful drain (SIGTERM/SIGINT); disposing the host flushes every buffered log event.
-    await app.RunAsync();
+    var stopping = app.Lifetime.ApplicationStopping; // read now: RunAsync disposes the host's services
+    try
+    {
+        await app.RunAsync();
+    }
+    catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+    {
+        // SIGTERM while still starting (during the warm-up, say): the server never bound; a stop, not a crash.
+    }
+
     return 0;
 }
 catch (Exception ex) when (StartupFailure.Describe(ex) is { } failures)

@@ -26,6 +26,7 @@ internal sealed class StartupWarmup(IServiceProvider services, GatewaySettings s
         }
 
         var started = TimeProvider.System.GetTimestamp();
+        WarmupLog.Started(logger, options.MaxSeconds);
         try
         {
             var result = await PipelineWarmup.RunAsync(services, options, cancellationToken);
@@ -39,6 +40,11 @@ internal sealed class StartupWarmup(IServiceProvider services, GatewaySettings s
                 WarmupLog.CompletedWithFailures(logger, result.Requests, result.Failures, elapsedMs, result.MethodsCompiled, result.JitSettled);
             }
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // SIGTERM while starting (a rollout replaced the pod): stop warming up and let the host shut down as usual.
+            WarmupLog.Cancelled(logger, (long)TimeProvider.System.GetElapsedTime(started).TotalMilliseconds);
+        }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
             // A warm-up only makes the first seconds faster: never a reason not to start.
@@ -51,6 +57,10 @@ internal sealed class StartupWarmup(IServiceProvider services, GatewaySettings s
 
 internal static partial class WarmupLog
 {
+    [LoggerMessage(EventId = 8474, EventName = "WarmupStarted", Level = LogLevel.Information,
+        Message = "Warm-up: driving the pipeline with synthetic requests for at most {WarmupMaxSeconds} s before the port opens")]
+    public static partial void Started(ILogger logger, double warmupMaxSeconds);
+
     [LoggerMessage(EventId = 8470, EventName = "WarmupCompleted", Level = LogLevel.Information,
         Message = "Warm-up: {WarmupRequests} synthetic requests through the whole pipeline in {WarmupMs} ms, {MethodsCompiled} methods compiled, JIT settled: {JitSettled}")]
     public static partial void Completed(ILogger logger, int warmupRequests, long warmupMs, long methodsCompiled, bool jitSettled);
@@ -58,6 +68,10 @@ internal static partial class WarmupLog
     [LoggerMessage(EventId = 8471, EventName = "WarmupCompletedWithFailures", Level = LogLevel.Warning,
         Message = "Warm-up: {WarmupFailures} of {WarmupRequests} synthetic requests failed (in {WarmupMs} ms, {MethodsCompiled} methods compiled, JIT settled: {JitSettled}); starting anyway")]
     public static partial void CompletedWithFailures(ILogger logger, int warmupRequests, int warmupFailures, long warmupMs, long methodsCompiled, bool jitSettled);
+
+    [LoggerMessage(EventId = 8473, EventName = "WarmupCancelled", Level = LogLevel.Information,
+        Message = "Warm-up cancelled after {WarmupMs} ms: the gateway is stopping")]
+    public static partial void Cancelled(ILogger logger, long warmupMs);
 
     [LoggerMessage(EventId = 8472, EventName = "WarmupFailed", Level = LogLevel.Warning,
         Message = "Warm-up failed after {WarmupMs} ms; starting without it")]

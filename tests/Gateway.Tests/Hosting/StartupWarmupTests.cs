@@ -136,6 +136,30 @@ public sealed class StartupWarmupTests
         Assert.DoesNotContain(PipelineWarmup.TenantId, gateway.Stdout, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Warmup_SigTermWhileWarmingUp_ExitsCleanlyWithoutAStackTrace()
+    {
+        await using var upstream = await FakeUpstreamServer.StartAsync();
+        await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>
+        {
+            ["Gateway__Upstream__BaseUrl"] = upstream.BaseUrl.ToString().TrimEnd('/'),
+            ["OPENAI_API_KEY"] = TestKeys.UpstreamKey,
+            ["Gateway__Warmup__Enabled"] = "true",
+            ["Gateway__Warmup__MaxSeconds"] = "60",
+        });
+        // The warm-up runs at least 2 s (until the JIT settles), time enough for the signal to land inside it.
+        await gateway.WaitForEventsAsync("WarmupStarted", Timeout);
+
+        gateway.Terminate();
+        var exitCode = await gateway.WaitForExitAsync(Timeout);
+
+        Assert.True(exitCode == 0, $"exit code {exitCode}\nstderr:\n{gateway.Stderr}");
+        Assert.DoesNotContain("Unhandled exception", gateway.Stderr, StringComparison.Ordinal);
+        Assert.Contains("WarmupCancelled", gateway.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain(gateway.StdoutLines, l => l.Contains("ListeningOnAddress", StringComparison.Ordinal));
+        Assert.Equal(0, upstream.RequestCount);
+    }
+
     private static async Task<string> ScrapeAsync(GatewayHost gateway)
     {
         using var http = new HttpClient { BaseAddress = gateway.RootUrl };
