@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -9,8 +8,6 @@ using Gateway.Configuration;
 using Gateway.Observability;
 using Gateway.Tenants;
 using Gateway.Usage;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using OpenTelemetry.Metrics;
 using Serilog;
 using Serilog.Configuration;
@@ -260,7 +257,7 @@ internal static class DroppedClefSinkExtensions
 {
     /// <summary>The real stdout sink's formatting and batching, writing to <see cref="Stream.Null"/>.</summary>
     public static LoggerConfiguration DroppedClef(this LoggerSinkConfiguration sinks) =>
-        sinks.Sink(new StdoutClefSink(Stream.Null), new Serilog.Configuration.BatchingOptions
+        sinks.Sink(new StdoutClefSink(Stream.Null), new BatchingOptions
         {
             BatchSizeLimit = 1000,
             BufferingTimeLimit = TimeSpan.FromMilliseconds(100),
