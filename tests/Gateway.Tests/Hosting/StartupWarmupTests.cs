@@ -134,6 +134,8 @@ public sealed class StartupWarmupTests
         Assert.Equal(0, upstream.RequestCount);
         Assert.Empty(gateway.UsageEvents);
         Assert.DoesNotContain(PipelineWarmup.TenantId, gateway.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("gwk_warmup_", gateway.Stdout + gateway.Stderr, StringComparison.Ordinal); // the copy's key
+        Assert.DoesNotContain(TestKeys.UpstreamKey, gateway.Stdout + gateway.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
