@@ -162,6 +162,24 @@ public sealed class StartupWarmupTests
         Assert.Equal(0, upstream.RequestCount);
     }
 
+    [Fact]
+    public async Task Warmup_Enabled_BadConfigurationStillFailsTheStartReadably()
+    {
+        // The warm-up swallows its own failures; a configuration error must not be one of them.
+        await using var gateway = GatewayProcess.Start(await PublishedGateway.DirectoryAsync(), new Dictionary<string, string>
+        {
+            ["OPENAI_API_KEY"] = TestKeys.UpstreamKey,
+            ["Gateway__Warmup__Enabled"] = "true",
+            ["Gateway__Metrics__Port"] = "70000",
+        });
+
+        var exitCode = await gateway.WaitForExitAsync(Timeout);
+
+        Assert.True(exitCode == 1, $"exit code {exitCode}\nstderr:\n{gateway.Stderr}");
+        Assert.Contains("Gateway:Metrics:Port 70000 is not a TCP port", gateway.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Warmup", gateway.Stdout, StringComparison.Ordinal);
+    }
+
     private static async Task<string> ScrapeAsync(GatewayHost gateway)
     {
         using var http = new HttpClient { BaseAddress = gateway.RootUrl };
