@@ -4,6 +4,7 @@
 #   bash bench/cpu-per-request.sh --rounds=3 --duration=5 --warmup=20 --connections=16
 #   bash bench/cpu-per-request.sh --gateway-dir=/tmp/gw-a --label=a   measure an already published gateway (A/B runs)
 #   bash bench/cpu-per-request.sh --baseline-dir=/tmp/gw-before         A/B in one run: a third target `baseline`, rounds alternating
+#   CPU_BENCH_BASELINE_ENV="DOTNET_gcServer=0" bash bench/cpu-per-request.sh --baseline-dir=<same build>   A/B of a runtime setting
 # Why CPU per request and not throughput: on a shared machine other processes take the core away, which changes
 # req/s a lot but the process's own utime+stime per request much less. Allocations are not affected by load at all.
 # CPU: utime+stime of the target process (/proc/PID/stat, all threads) before and after each wrk round, divided by
@@ -66,7 +67,8 @@ declare -A URL=( [yarp]="http://127.0.0.1:$P_YARP" [$LABEL]="http://127.0.0.1:$P
 declare -A PID=( [yarp]=$YARP_PID [$LABEL]=$GW_PID )
 TARGETS=(yarp "$LABEL")
 if [ -n "$BASELINE_DIR" ]; then
-  env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
+  # shellcheck disable=SC2086 # CPU_BENCH_BASELINE_ENV is a list of NAME=value words
+  env ${CPU_BENCH_BASELINE_ENV:-} GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
       ConnectionStrings__Redis="" Urls="http://127.0.0.1:$P_BASE" \
       taskset -c "$TARGET_CPU" dotnet "$BASELINE_DIR/Gateway.dll" >"$WORK/baseline.log" 2>&1 & PIDS+=($!)
   URL[baseline]="http://127.0.0.1:$P_BASE"; PID[baseline]=$!
