@@ -3,6 +3,8 @@
 #   bash bench/cpu-per-request.sh                      publish Release, 30 s warm-up, 5 alternating rounds of 10 s
 #   bash bench/cpu-per-request.sh --rounds=3 --duration=5 --warmup=20 --connections=16
 #   bash bench/cpu-per-request.sh --gateway-dir=/tmp/gw-a --label=a   measure an already published gateway (A/B runs)
+#   bash bench/cpu-per-request.sh --baseline-dir=/tmp/gw-before         A/B in one run: a third target `baseline`, rounds alternating
+#   CPU_BENCH_BASELINE_ENV="DOTNET_gcServer=0" bash bench/cpu-per-request.sh --baseline-dir=<same build>   A/B of a runtime setting
 # Why CPU per request and not throughput: on a shared machine other processes take the core away, which changes
 # req/s a lot but the process's own utime+stime per request much less. Allocations are not affected by load at all.
 # CPU: utime+stime of the target process (/proc/PID/stat, all threads) before and after each wrk round, divided by
@@ -12,7 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK="${CPU_BENCH_WORK:-$ROOT/bench/.work/cpu}"
-ROUNDS=5; DURATION=10; WARMUP=30; CONNECTIONS=32; GATEWAY_DIR=""; LABEL=gateway
+ROUNDS=5; DURATION=10; WARMUP=30; CONNECTIONS=32; GATEWAY_DIR=""; LABEL=gateway; BASELINE_DIR=""
 for arg in "$@"; do
   case "$arg" in
     --rounds=*) ROUNDS="${arg#*=}" ;;
@@ -21,13 +23,14 @@ for arg in "$@"; do
     --connections=*) CONNECTIONS="${arg#*=}" ;;
     --gateway-dir=*) GATEWAY_DIR="${arg#*=}" ;;
     --label=*) LABEL="${arg#*=}" ;;
+    --baseline-dir=*) BASELINE_DIR="${arg#*=}" ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
 done
 LOAD_CPU=0; TARGET_CPU=1
 if [ "$(nproc)" -lt 2 ]; then TARGET_CPU=0; fi
 # Ports apart from bench/run.sh's, so both can run on one machine.
-P_FAKE=${CPU_BENCH_PORT_BASE:-28180}; P_YARP=$((P_FAKE + 1)); P_GW=$((P_FAKE + 2))
+P_FAKE=${CPU_BENCH_PORT_BASE:-28180}; P_YARP=$((P_FAKE + 1)); P_GW=$((P_FAKE + 2)); P_BASE=$((P_FAKE + 3))
 KEY=gwk_bench_key
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY PATH="$PATH:$HOME/.dotnet/tools"
 # Both targets: idle thread-pool threads do not spin waiting for work. Spinning burns CPU that depends on how busy the
@@ -63,6 +66,15 @@ for p in $P_FAKE $P_YARP $P_GW; do wait_port "$p"; done
 declare -A URL=( [yarp]="http://127.0.0.1:$P_YARP" [$LABEL]="http://127.0.0.1:$P_GW" )
 declare -A PID=( [yarp]=$YARP_PID [$LABEL]=$GW_PID )
 TARGETS=(yarp "$LABEL")
+if [ -n "$BASELINE_DIR" ]; then
+  # shellcheck disable=SC2086 # CPU_BENCH_BASELINE_ENV is a list of NAME=value words
+  env ${CPU_BENCH_BASELINE_ENV:-} GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
+      ConnectionStrings__Redis="" Urls="http://127.0.0.1:$P_BASE" \
+      taskset -c "$TARGET_CPU" dotnet "$BASELINE_DIR/Gateway.dll" >"$WORK/baseline.log" 2>&1 & PIDS+=($!)
+  URL[baseline]="http://127.0.0.1:$P_BASE"; PID[baseline]=$!
+  wait_port "$P_BASE"
+  TARGETS=(yarp baseline "$LABEL")
+fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_wrk() { taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$2s" -s "$ROOT/bench/post-responses.lua" "$1/v1/responses"; }
 requests_of() { awk '/requests in/ {print $1}' "$1"; }
@@ -106,6 +118,10 @@ echo "|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
   echo "| $t | $(echo "${US[$t]}" | median) |${US[$t]} | ${BYTES[$t]} |"
 done
+if [ -n "$BASELINE_DIR" ]; then
+  base=$(echo "${US[baseline]}" | median)
+  echo "baseline minus yarp: $(awk -v g="$base" -v y="${yarp:-$(echo "${US[yarp]}" | median)}" 'BEGIN { printf "%.1f", g - y }') µs CPU/request, $(( BYTES[baseline] - BYTES[yarp] )) bytes/request"
+fi
 gw=$(echo "${US[$LABEL]}" | median); yarp=$(echo "${US[yarp]}" | median)
 echo
 echo "$LABEL minus yarp: $(awk -v g="$gw" -v y="$yarp" 'BEGIN { printf "%.1f", g - y }') µs CPU/request, $(( BYTES[$LABEL] - BYTES[yarp] )) bytes/request" \

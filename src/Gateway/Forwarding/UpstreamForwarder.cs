@@ -29,10 +29,11 @@ internal sealed class UpstreamForwarder(
     /// <summary>Every request goes through the pool; with <c>Gateway:Upstreams</c> empty it is <c>Gateway:Upstream</c> alone, named <c>default</c>.</summary>
     public Task<UpstreamExchange> SendAsync(AuthenticatedRequest request, QuotaStatus? quotaStatus) => SendThroughPoolAsync(request, quotaStatus);
 
-    private async Task<UpstreamExchange> CompleteAsync(
-        AuthenticatedRequest request, QuotaStatus? quotaStatus, UpstreamCall call, UpstreamTarget target, ForwarderError error, Exception? fault, int attempts = 1)
+    private async ValueTask<UpstreamExchange> CompleteAsync(
+        AuthenticatedRequest request, QuotaStatus? quotaStatus, UpstreamCall call, UpstreamTarget target, ForwarderError error, Exception? fault, int attempts, decimal? priceMultiplier)
     {
-        var exchange = Finish(call, target, error, fault) with { Attempts = attempts };
+        // Built once with everything it carries (no copies per request); a ValueTask, as it is nearly always synchronous.
+        var exchange = Finish(call, target, error, fault, attempts, priceMultiplier);
         if (error != ForwarderError.None && fault is null)
         {
             try
@@ -183,8 +184,7 @@ internal sealed class UpstreamForwarder(
                     Math.Round(SoonestRecovery(candidates, model).TotalSeconds, 3), request.RequestId);
             }
 
-            var exchange = await CompleteAsync(request, quotaStatus, call, target, error, fault, attempts);
-            return exchange with { PriceMultiplier = upstream.PriceMultiplier };
+            return await CompleteAsync(request, quotaStatus, call, target, error, fault, attempts, upstream.PriceMultiplier);
         }
 
         // Every candidate was being probed by other requests.
@@ -278,7 +278,7 @@ internal sealed class UpstreamForwarder(
     }
 
     /// <summary>Reads the call out once, then returns its observer to the pool.</summary>
-    private UpstreamExchange Finish(UpstreamCall call, UpstreamTarget target, ForwarderError error, Exception? fault)
+    private UpstreamExchange Finish(UpstreamCall call, UpstreamTarget target, ForwarderError error, Exception? fault, int attempts, decimal? priceMultiplier)
     {
         var observer = call.Observer;
         var usage = observer?.Usage.ToReading() ?? UsageReading.None;
@@ -311,6 +311,8 @@ internal sealed class UpstreamForwarder(
             OutputTokensSeen = outputSeen,
             Fault = fault,
             OwnershipRecorded = call.OwnershipRecorded,
+            Attempts = attempts,
+            PriceMultiplier = priceMultiplier,
         };
     }
 

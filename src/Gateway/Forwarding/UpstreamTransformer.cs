@@ -97,14 +97,15 @@ internal sealed class UpstreamTransformer(
             return false;
         }
 
-        var copy = await yarp.CopyResponseAsync(httpContext, proxyResponse, cancellationToken);
-        var responseHeaders = httpContext.Response.Headers;
+        // Dropped from the upstream's answer before YARP copies it: never added to the client's headers, nothing to remove there.
         foreach (var name in UpstreamHeadersToDrop)
         {
-            responseHeaders.Remove(name);
+            proxyResponse.Headers.Remove(name);
         }
 
-        RateLimitHeaders.RemoveUpstream(responseHeaders);
+        RateLimitHeaders.RemoveUpstream(proxyResponse.Headers);
+        var copy = await yarp.CopyResponseAsync(httpContext, proxyResponse, cancellationToken);
+        var responseHeaders = httpContext.Response.Headers;
         RateLimitHeaders.Apply(responseHeaders, call.QuotaStatus);
         if (call.UpstreamRequestId is null)
         {

@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Globalization;
+using System.Net.Http.Headers;
 
 namespace Gateway.Quotas;
 
@@ -15,24 +17,34 @@ internal static class RateLimitHeaders
     public const string RemainingTokens = "x-ratelimit-remaining-tokens";
     public const string ResetTokens = "x-ratelimit-reset-tokens";
 
-    public static void RemoveUpstream(IHeaderDictionary headers)
+    /// <summary>
+    /// Removes the upstream's <c>x-ratelimit-*</c> headers from its answer before they are copied to the client, so they
+    /// are never added to the client's headers only to be removed again.
+    /// </summary>
+    public static void RemoveUpstream(HttpHeaders headers)
     {
-        List<string>? names = null;
-        foreach (var header in headers)
+        string[]? names = null;
+        var count = 0;
+        foreach (var header in headers.NonValidated)
         {
             if (header.Key.StartsWith("x-ratelimit-", StringComparison.OrdinalIgnoreCase))
             {
-                (names ??= []).Add(header.Key);
+                names ??= ArrayPool<string>.Shared.Rent(headers.NonValidated.Count);
+                names[count++] = header.Key;
             }
         }
 
-        if (names is not null)
+        if (names is null)
         {
-            foreach (var name in names)
-            {
-                headers.Remove(name);
-            }
+            return;
         }
+
+        foreach (var name in names.AsSpan(0, count))
+        {
+            headers.Remove(name);
+        }
+
+        ArrayPool<string>.Shared.Return(names, clearArray: true);
     }
 
     public static void Apply(IHeaderDictionary headers, QuotaStatus? status)

@@ -304,18 +304,13 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
             PruneBefore(MonthTokens, w.Month - 1);
             PruneBefore(DayMicroUsd, w.Day - 1);
             PruneBefore(MonthMicroUsd, w.Month - 1);
-            if (Leases.Count > 0)
+            // Dictionary.Remove does not invalidate an enumeration in progress: no list of keys, no closure per request.
+            foreach (var (id, expiresAt) in Leases)
             {
-                List<string>? expired = null;
-                foreach (var (id, expiresAt) in Leases)
+                if (expiresAt <= w.Now)
                 {
-                    if (expiresAt <= w.Now)
-                    {
-                        (expired ??= []).Add(id);
-                    }
+                    Leases.Remove(id);
                 }
-
-                expired?.ForEach(id => Leases.Remove(id));
             }
         }
 
@@ -326,16 +321,13 @@ internal sealed class MemoryStateStore : ISharedStateStore, IDisposable
                 return;
             }
 
-            List<long>? old = null;
             foreach (var window in counters.Keys)
             {
                 if (window < oldest)
                 {
-                    (old ??= []).Add(window);
+                    counters.Remove(window);
                 }
             }
-
-            old?.ForEach(window => counters.Remove(window));
         }
     }
 }
