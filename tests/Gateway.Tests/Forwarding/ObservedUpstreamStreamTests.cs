@@ -39,15 +39,29 @@ public sealed class ObservedUpstreamStreamTests
         Assert.Equal(wholeEstimate, pausedEstimate);
     }
 
-    [Fact]
-    public async Task ZeroByteRead_StreamCutBeforeUsage_EstimateEqualsTheWholeTextsTokens()
+    private static readonly string[] NumbersPunctuationAndWhitespace = [" 123", "4567", " 89", ",", " ,", "x", "  ", " two  spaces", ".\\n", "\\n\\n", " tab\\t", "\\tafter"];
+
+    private static readonly string[] NonAsciiAndSplitSurrogates = [" 日本語", "のテキスト", " \\ud83d\\ude00", "\\ud83d", "\\ude00 smile", " caf\\u00e9", " na\\u00efve"];
+
+    // Runs longer than the tally's idle carry: the batch stays rented rather than cut inside a word.
+    private static readonly string[] RunsLongerThanTheIdleCarry = [" " + new string('a', 100), new string('b', 70), " c", " " + new string('d', 63), "e"];
+
+    public static TheoryData<string[], bool> HostileTexts => new()
+    {
+        { Words, true }, { NumbersPunctuationAndWhitespace, true }, { NonAsciiAndSplitSurrogates, true }, { RunsLongerThanTheIdleCarry, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(HostileTexts))]
+    public async Task ZeroByteRead_StreamCutBeforeUsage_EstimateEqualsTheWholeTextsTokens(string[] deltas, bool holdsNothingBetweenEvents)
     {
         // No terminal event: the output estimate comes from the tally, which was counted piecewise at every pause.
-        var events = ResponsesEvents()[..^1];
-        var (_, usage, estimate) = await ReadWithPausesAsync(ApiRouteTable.ResponsesCreate, hideChatUsageChunk: false, events, BodyFormat.Sse);
+        var events = ResponsesEvents(deltas)[..^1];
+        var (_, usage, estimate) = await ReadWithPausesAsync(ApiRouteTable.ResponsesCreate, hideChatUsageChunk: false, events, BodyFormat.Sse,
+            holdsNothingBetweenEvents);
 
         Assert.False(usage.HasUsage);
-        Assert.Equal(Tokens.Count(string.Concat(Words)), estimate);
+        Assert.Equal(Tokens.Count(System.Text.RegularExpressions.Regex.Unescape(string.Concat(deltas))), estimate);
     }
 
     [Fact]
@@ -68,15 +82,16 @@ public sealed class ObservedUpstreamStreamTests
         Assert.Equal(11, usage.TotalTokens);
     }
 
-    private static string[] ResponsesEvents()
+    private static string[] ResponsesEvents(string[]? deltas = null)
     {
+        var words = deltas ?? Words;
         var events = new List<string>
         {
             "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_idle\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":\"gpt-4o-mini\",\"usage\":null}}\n\n",
         };
-        for (var i = 0; i < Words.Length; i++)
+        for (var i = 0; i < words.Length; i++)
         {
-            events.Add($"event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{i + 1},\"delta\":\"{Words[i]}\"}}\n\n");
+            events.Add($"event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{i + 1},\"delta\":\"{words[i]}\"}}\n\n");
         }
 
         events.Add("event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":99,\"response\":{\"id\":\"resp_idle\",\"object\":\"response\",\"status\":\"completed\"," +
@@ -90,7 +105,7 @@ public sealed class ObservedUpstreamStreamTests
     /// read is state it needs).
     /// </summary>
     private static async Task<(string Released, ObservedUsage Usage, long Estimate)> ReadWithPausesAsync(
-        ApiRoute route, bool hideChatUsageChunk, IReadOnlyList<string> pieces, BodyFormat format)
+        ApiRoute route, bool hideChatUsageChunk, IReadOnlyList<string> pieces, BodyFormat format, bool holdsNothingBetweenEvents = true)
     {
         var pipe = new Pipe();
         var (stream, observer) = Open(route, hideChatUsageChunk, pipe.Reader.AsStream(), format);
@@ -101,7 +116,7 @@ public sealed class ObservedUpstreamStreamTests
         {
             var idle = stream.ReadAsync(Memory<byte>.Empty);
             Assert.False(idle.IsCompleted); // nothing written yet: the stream waits
-            if (betweenEvents)
+            if (betweenEvents && holdsNothingBetweenEvents)
             {
                 Assert.False(stream.HoldsPooledBuffers);
             }
