@@ -222,11 +222,9 @@ targets_table() {
 }
 
 echo "== $OPEN_STREAMS open streams"
-# The upstream side uses HTTP/2 (as to api.openai.com): $OPEN_STREAMS streams share a few connections, so the
-# gateway's file descriptors stay under this sandbox's limit of $(ulimit -n).
-on_target dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE2" --Kestrel:EndpointDefaults:Protocols=Http2 \
-  --Kestrel:Limits:Http2:MaxStreamsPerConnection=1000 >"$WORK/fake-h2.log" 2>&1 & PIDS+=($!)
-wait_port $P_FAKE2
+# bench/open-streams.sh runs the step (also on its own): its own h2c fake upstream (as api.openai.com is HTTP/2, so
+# $OPEN_STREAMS streams share a few connections and the gateway's file descriptors stay under this sandbox's limit
+# of $(ulimit -n)), one gateway per run, peak RSS and the GC's heap and committed memory.
 EVENTS=$([ $SMOKE -eq 1 ] && echo 5 || echo 30)
 {
   echo
@@ -234,33 +232,27 @@ EVENTS=$([ $SMOKE -eq 1 ] && echo 5 || echo 30)
   echo
 } >>"$OUT/summary.md"
 declare -A PEAK_MIB OPEN_COMPLETE
-open_streams() { # label description [extra env...]
-  local label=$1 description=$2; shift 2
-  local log="$WORK/gateway-open-$label.log"
-  env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE2/v1" \
-      Gateway__Upstream__HttpVersion=2 Urls="http://127.0.0.1:$P_GW10K" "${IMAGE_ENV[@]}" "$@" \
-      taskset -c "$TARGET_CPU" dotnet "$WORK/gateway/Gateway.dll" >"$log" 2>&1 &
-  local gw=$!; PIDS+=($gw)
-  wait_port $P_GW10K
-  ( while kill -0 $gw 2>/dev/null; do awk '/VmRSS/{print $2}' /proc/$gw/status; sleep 0.5; done ) >"$OUT/rss-open-$label.txt" & local sampler=$!
-  on_load dotnet "$WORK/client/LoadClient.dll" open-streams --url "http://127.0.0.1:$P_GW10K/v1" --key "$KEY" --count "$OPEN_STREAMS" \
-    --events "$EVENTS" --delay-ms 1000 --ramp-seconds "$([ $SMOKE -eq 1 ] && echo 2 || echo 20)" >"$OUT/open-streams-$label.json" || true
-  sleep 2; kill $sampler 2>/dev/null || true
-  kill -TERM $gw 2>/dev/null || true; wait $gw 2>/dev/null || true # drain flushes every usage event before exit
-  local peak usage completed
-  peak=$(sort -n "$OUT/rss-open-$label.txt" | tail -1); PEAK_MIB[$label]=$((peak / 1024))
-  OPEN_COMPLETE[$label]=$(python3 -c "import json;print(json.load(open('$OUT/open-streams-$label.json'))['complete'])" 2>/dev/null || echo "?")
-  usage=$(grep -c '"Name":"Usage"' "$log" || true)
-  completed=$(grep '"Name":"Usage"' "$log" | grep -c '"Outcome":"completed"' || true)
-  {
-    echo "- **$description**: peak RSS $((peak / 1024)) MiB; usage events $usage (completed: $completed)"
-    echo "  - client: $(cat "$OUT/open-streams-$label.json")"
-  } >>"$OUT/summary.md"
-}
 # The .NET GC sizes its heap from the memory it may use: on this 23 GiB machine it lets garbage pile up; in a pod
-# with limits.memory 512Mi it caps the heap at 75% of that (384 MiB). The second run sets that cap as the pod would.
-open_streams unlimited "no memory limit"
-open_streams pod512 "GC heap capped as in a pod with limits.memory 512Mi (DOTNET_GCHeapHardLimit=384 MiB)" DOTNET_GCHeapHardLimit=0x18000000
+# with limits.memory 512Mi it caps the heap at 75% of that (384 MiB). The second run sets that cap as the pod would;
+# the third is the floor: Kestrel + YARP alone (bench/BareProxy) holding the same streams.
+bash "$ROOT/bench/open-streams.sh" --work="$WORK" --no-publish --out="$OUT/open-streams" --count="$OPEN_STREAMS" --events="$EVENTS" \
+  --ramp="$([ $SMOKE -eq 1 ] && echo 2 || echo 20)" --target=unlimited:gateway --target=pod512:gateway --env=pod512:DOTNET_GCHeapHardLimit=0x18000000 \
+  --target=yarp:yarp >"$OUT/open-streams.log" 2>&1 || echo "open-streams step failed, see $OUT/open-streams.log"
+declare -A OPEN_DESCRIPTION=( [unlimited]="no memory limit" [pod512]="GC heap capped as in a pod with limits.memory 512Mi (DOTNET_GCHeapHardLimit=384 MiB)"
+  [yarp]="the floor: bench/BareProxy (Kestrel + YARP alone), no memory limit" )
+while IFS=$'\t' read -r label kind peak idle complete incomplete errors usage completed gc_heap gc_committed; do
+  [ "$label" = label ] && continue
+  PEAK_MIB[$label]=$((peak / 1024)); OPEN_COMPLETE[$label]=$complete
+  cp "$OUT/open-streams/open-streams-$label.json" "$OUT/open-streams-$label.json" 2>/dev/null || true
+  {
+    if [ "$kind" = yarp ]; then
+      echo "- **${OPEN_DESCRIPTION[$label]}**: peak RSS $((peak / 1024)) MiB; GC heap/committed peak $gc_heap/$gc_committed MiB"
+    else
+      echo "- **${OPEN_DESCRIPTION[$label]}**: peak RSS $((peak / 1024)) MiB; usage events $usage (completed: $completed)"
+    fi
+    echo "  - client: $(cat "$OUT/open-streams/open-streams-$label.json" 2>/dev/null)"
+  } >>"$OUT/summary.md"
+done <"$OUT/open-streams/results.tsv"
 
 cold_start_step
 targets_table

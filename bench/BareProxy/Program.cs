@@ -1,7 +1,8 @@
 using System.Net;
 using Yarp.ReverseProxy.Forwarder;
 
-// usage: BareProxy --urls http://127.0.0.1:18085 --upstream http://127.0.0.1:18080
+// usage: BareProxy --urls http://127.0.0.1:18085 --upstream http://127.0.0.1:18080 [--upstream-http-version 2]
+// (2: h2c to the upstream, as the gateway's Gateway:Upstream:HttpVersion 2 in the open-streams bench)
 var builder = WebApplication.CreateSlimBuilder(args);
 builder.Logging.ClearProviders();
 builder.Services.AddHttpForwarder();
@@ -17,7 +18,9 @@ var invoker = new HttpMessageInvoker(new SocketsHttpHandler
     EnableMultipleHttp2Connections = true,
     ActivityHeadersPropagator = null,
 });
-var config = new ForwarderRequestConfig { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
+var config = app.Configuration["upstream-http-version"] == "2"
+    ? new ForwarderRequestConfig { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact }
+    : new ForwarderRequestConfig { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
 var forwarder = app.Services.GetRequiredService<IHttpForwarder>();
 
 app.Map("/{**rest}", async context =>

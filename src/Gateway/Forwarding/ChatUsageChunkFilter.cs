@@ -19,6 +19,18 @@ internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
     /// <summary>Bytes of an unfinished event are held back: the client has seen none of them (the observer has).</summary>
     public bool HoldsPartialEvent => _carryLength > 0;
 
+    /// <summary>Returns the carry buffer while it holds nothing (the stream waits for its next event).</summary>
+    public void ReleaseIdleBuffer()
+    {
+        if (_carryLength == 0)
+        {
+            Dispose();
+        }
+    }
+
+    /// <summary>Whether the carry buffer is rented (a test hook).</summary>
+    internal bool HoldsBuffer => _carry is not null;
+
     public async ValueTask<int> ReadAsync(Stream inner, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         while (true)

@@ -31,6 +31,9 @@ internal sealed class ObservedUpstreamStream : Stream
         }
     }
 
+    /// <summary>Whether the usage tee or the chat filter holds a pooled buffer (a test hook: an idle stream holds none).</summary>
+    internal bool HoldsPooledBuffers => _observer is { HoldsPooledBuffers: true } || _filter is { HoldsBuffer: true };
+
     public override bool CanRead => true;
 
     public override bool CanSeek => false;
@@ -63,7 +66,15 @@ internal sealed class ObservedUpstreamStream : Stream
             // is where a broken upstream connection usually shows; the error event then goes out on the next read.
             try
             {
-                return await _inner.ReadAsync(buffer, cancellationToken);
+                var wait = _inner.ReadAsync(buffer, cancellationToken);
+                if (!wait.IsCompleted)
+                {
+                    // Nothing to read yet: the stream goes idle, and an idle stream holds no pooled buffer of ours.
+                    _observer?.ReleaseIdleBuffers();
+                    _filter?.ReleaseIdleBuffer();
+                }
+
+                return await wait;
             }
             catch (Exception ex) when (IsUpstreamBreak(ex, cancellationToken))
             {

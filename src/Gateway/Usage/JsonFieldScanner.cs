@@ -26,7 +26,7 @@ internal sealed class JsonFieldScanner
     private readonly short[] _nodes = new short[MaxDepth];
     private readonly bool[] _isArray = new bool[MaxDepth];
     private readonly byte[] _key = new byte[MaxKeyLength];
-    private readonly byte[] _arena = new byte[ArenaSize];
+    private byte[]? _arena; // rented on the first captured byte, returned by ReleaseArena (an idle stream holds none)
     private readonly int[] _lengths = new int[(int)ScanField.Count];
     private ulong _present;
 
@@ -123,7 +123,23 @@ internal sealed class JsonFieldScanner
     public bool HasComplete(ScanField field) => Has(field) && _capture != field;
 
     /// <summary>The raw bytes of a captured value (strings without quotes, escapes kept).</summary>
-    public ReadOnlySpan<byte> Raw(ScanField field) => Has(field) ? _arena.AsSpan(Offsets[(int)field], _lengths[(int)field]) : default;
+    public ReadOnlySpan<byte> Raw(ScanField field) => Has(field) && _arena is not null ? _arena.AsSpan(Offsets[(int)field], _lengths[(int)field]) : default;
+
+    /// <summary>Whether the value arena is rented (a test hook for what an idle stream holds).</summary>
+    internal bool HoldsArena => _arena is not null;
+
+    /// <summary>
+    /// Returns the value arena to the pool. Only between documents (after <see cref="Reset"/>, nothing captured yet):
+    /// an SSE stream waiting for its next event then holds no arena; the next captured byte rents one again.
+    /// </summary>
+    public void ReleaseArena()
+    {
+        if (_arena is not null && _present == 0 && _capture == ScanField.None)
+        {
+            ArrayPool<byte>.Shared.Return(_arena);
+            _arena = null;
+        }
+    }
 
     public string? GetString(ScanField field) => Has(field) && !IsNullLiteral(field) ? JsonText.Decode(Raw(field)) : null;
 
@@ -369,6 +385,7 @@ internal sealed class JsonFieldScanner
         var field = (int)_capture;
         ref var length = ref _lengths[field];
         var take = Math.Min(Capacities[field] - length, text.Length);
+        _arena ??= ArrayPool<byte>.Shared.Rent(ArenaSize);
         text[..take].CopyTo(_arena.AsSpan(Offsets[field] + length));
         length += take;
     }

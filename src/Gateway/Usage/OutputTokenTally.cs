@@ -7,11 +7,14 @@ namespace Gateway.Usage;
 /// Text is batched in a small pooled buffer (held for the whole stream, so it is kept small: 10,000 open streams
 /// hold 10,000 of them) and tokenized a batch at a time. A full batch is cut before its last whitespace, and the
 /// rest carried over, because o200k_base splits words before their leading space: a cut there changes no token.
+/// While the stream waits for its next event (<see cref="ReleaseBatch"/>) the batch is counted to the same kind of cut
+/// and returned; the few characters after the cut wait in a small array of the tally's own.
 /// </summary>
 internal sealed class OutputTokenTally(TokenCounter counter)
 {
     private const int BatchChars = 1024;
-    private char[]? _batch;
+    private readonly char[] _idleCarry = new char[64];
+    private char[]? _batch; // null: the held text (_length chars) is in _idleCarry
     private int _length;
     private long _tokens;
     private bool _any;
@@ -26,7 +29,12 @@ internal sealed class OutputTokenTally(TokenCounter counter)
         }
 
         _any = true;
-        _batch ??= ArrayPool<char>.Shared.Rent(BatchChars);
+        if (_batch is null)
+        {
+            _batch = ArrayPool<char>.Shared.Rent(BatchChars);
+            _idleCarry.AsSpan(0, _length).CopyTo(_batch);
+        }
+
         if (_length + raw.Length > _batch.Length)
         {
             FlushToLastWhitespace();
@@ -53,6 +61,31 @@ internal sealed class OutputTokenTally(TokenCounter counter)
         Flush();
         return _tokens;
     }
+
+    /// <summary>
+    /// Counts the held text up to its last safe cut (as a full batch is) and returns the batch to the pool, keeping the
+    /// rest in a small array: a stream waiting for its next event then holds no batch. The total is unchanged.
+    /// </summary>
+    public void ReleaseBatch()
+    {
+        if (_batch is null)
+        {
+            return;
+        }
+
+        FlushToLastWhitespace();
+        if (_length > _idleCarry.Length)
+        {
+            return; // a long run without a safe cut: counting it now could split a word, so it stays in the batch
+        }
+
+        _batch.AsSpan(0, _length).CopyTo(_idleCarry);
+        ArrayPool<char>.Shared.Return(_batch);
+        _batch = null;
+    }
+
+    /// <summary>Whether a batch buffer is rented (a test hook for what an idle stream holds).</summary>
+    internal bool HoldsBatch => _batch is not null;
 
     private void FlushToLastWhitespace()
     {
@@ -82,9 +115,9 @@ internal sealed class OutputTokenTally(TokenCounter counter)
 
     private void Flush()
     {
-        if (_length > 0 && _batch is not null)
+        if (_length > 0)
         {
-            _tokens += counter.Count(_batch.AsSpan(0, _length));
+            _tokens += counter.Count((_batch ?? _idleCarry).AsSpan(0, _length));
             _length = 0;
         }
     }

@@ -155,10 +155,29 @@ internal sealed class UsageObserver : IDisposable
         _dataPrefixLength = 0;
     }
 
+    /// <summary>
+    /// The stream is about to wait for its next bytes: between SSE events, give the scanner's value arena and the
+    /// tally's batch back to their pools (10,000 open streams mostly wait), keeping only what the next bytes need.
+    /// </summary>
+    public void ReleaseIdleBuffers()
+    {
+        if (_format == BodyFormat.Sse && _sse.AtEventBoundary)
+        {
+            _scanner.ReleaseArena();
+        }
+
+        _tally.ReleaseBatch();
+    }
+
+    /// <summary>Whether a pooled buffer is held (a test hook: an idle stream holds none).</summary>
+    internal bool HoldsPooledBuffers => _scanner.HoldsArena || _tally.HoldsBatch;
+
     /// <summary>Returns pooled buffers; the observer can then be reused for another request.</summary>
     public void Dispose()
     {
         _tally.Reset();
+        _scanner.Reset();
+        _scanner.ReleaseArena();
         _format = BodyFormat.None;
         _interpreter.Begin(UsageShape.None, new ObservedUsage());
     }

@@ -1,0 +1,166 @@
+using System.IO.Pipelines;
+using System.Text;
+using Gateway.Configuration;
+using Gateway.Forwarding;
+using Gateway.Requests;
+using Gateway.Routing;
+using Gateway.Tenants;
+using Gateway.Usage;
+using Microsoft.AspNetCore.Http;
+
+namespace Gateway.Tests.Forwarding;
+
+/// <summary>
+/// What an open stream holds while it waits for its next event (#15, 10,000 open streams): read as YARP's StreamCopier
+/// reads (a zero-byte read, then a read into its buffer) over a pipe the test writes event by event, the usage tee and
+/// the chat filter give their pooled buffers back while the zero-byte read waits, and the bytes and usage are the same
+/// as when the stream never paused.
+/// </summary>
+public sealed class ObservedUpstreamStreamTests
+{
+    private static readonly TokenCounter Tokens = new();
+
+    private static readonly string[] Words =
+        [" The", " keeper", " climbed", " the", " stairs,", " counting", " ninety-two", " steps", " in", " the", " dark;", " then", " a", " lamp", "light", "house", " glowed", "."];
+
+    [Fact]
+    public async Task ZeroByteRead_ResponsesStreamWaitsBetweenEvents_HoldsNoPooledBufferAndReadsUsageExactly()
+    {
+        var events = ResponsesEvents();
+        var (paused, pausedUsage, pausedEstimate) = await ReadWithPausesAsync(ApiRouteTable.ResponsesCreate, hideChatUsageChunk: false, events, BodyFormat.Sse);
+        var (whole, wholeUsage, wholeEstimate) = await ReadWholeAsync(ApiRouteTable.ResponsesCreate, hideChatUsageChunk: false, string.Concat(events));
+
+        Assert.Equal(string.Concat(events), paused);
+        Assert.Equal(whole, paused);
+        Assert.True(pausedUsage.HasUsage);
+        Assert.Equal(wholeUsage.TotalTokens, pausedUsage.TotalTokens);
+        Assert.Equal(wholeUsage.ObjectId, pausedUsage.ObjectId);
+        Assert.Equal(wholeUsage.EventCount, pausedUsage.EventCount);
+        Assert.Equal(wholeEstimate, pausedEstimate);
+    }
+
+    private static readonly string[] NumbersPunctuationAndWhitespace = [" 123", "4567", " 89", ",", " ,", "x", "  ", " two  spaces", ".\\n", "\\n\\n", " tab\\t", "\\tafter"];
+
+    private static readonly string[] NonAsciiAndSplitSurrogates = [" 日本語", "のテキスト", " \\ud83d\\ude00", "\\ud83d", "\\ude00 smile", " caf\\u00e9", " na\\u00efve"];
+
+    // Runs longer than the tally's idle carry: the batch stays rented rather than cut inside a word.
+    private static readonly string[] RunsLongerThanTheIdleCarry = [" " + new string('a', 100), new string('b', 70), " c", " " + new string('d', 63), "e"];
+
+    public static TheoryData<string[], bool> HostileTexts => new()
+    {
+        { Words, true }, { NumbersPunctuationAndWhitespace, true }, { NonAsciiAndSplitSurrogates, true }, { RunsLongerThanTheIdleCarry, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(HostileTexts))]
+    public async Task ZeroByteRead_StreamCutBeforeUsage_EstimateEqualsTheWholeTextsTokens(string[] deltas, bool holdsNothingBetweenEvents)
+    {
+        // No terminal event: the output estimate comes from the tally, which was counted piecewise at every pause.
+        var events = ResponsesEvents(deltas)[..^1];
+        var (_, usage, estimate) = await ReadWithPausesAsync(ApiRouteTable.ResponsesCreate, hideChatUsageChunk: false, events, BodyFormat.Sse,
+            holdsNothingBetweenEvents);
+
+        Assert.False(usage.HasUsage);
+        Assert.Equal(Tokens.Count(System.Text.RegularExpressions.Regex.Unescape(string.Concat(deltas))), estimate);
+    }
+
+    [Fact]
+    public async Task ZeroByteRead_ChatFilterCarriedAPartialEvent_ReturnsTheCarryOnceTheEventIsOut()
+    {
+        // The first write ends inside an event, so the filter rents its carry; the rest of the event follows.
+        const string first = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.com";
+        const string second = "pletion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"}}],\"usage\":null}\n\n";
+        const string usageChunk = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\ndata: [DONE]\n\n";
+
+        var (released, usage, _) = await ReadWithPausesAsync(ApiRouteTable.ChatCompletionsCreate, hideChatUsageChunk: true, [first, second, usageChunk], BodyFormat.Sse);
+
+        Assert.Equal(
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"}}]}\n\n" +
+            "data: [DONE]\n\n",
+            released);
+        Assert.Equal(11, usage.TotalTokens);
+    }
+
+    private static string[] ResponsesEvents(string[]? deltas = null)
+    {
+        var words = deltas ?? Words;
+        var events = new List<string>
+        {
+            "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_idle\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":\"gpt-4o-mini\",\"usage\":null}}\n\n",
+        };
+        for (var i = 0; i < words.Length; i++)
+        {
+            events.Add($"event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{i + 1},\"delta\":\"{words[i]}\"}}\n\n");
+        }
+
+        events.Add("event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":99,\"response\":{\"id\":\"resp_idle\",\"object\":\"response\",\"status\":\"completed\"," +
+            "\"model\":\"gpt-4o-mini\",\"usage\":{\"input_tokens\":12,\"output_tokens\":21,\"total_tokens\":33}}}\n\n");
+        return [.. events];
+    }
+
+    /// <summary>
+    /// Writes one piece at a time and reads as YARP does; before each next piece the zero-byte read is pending (the
+    /// stream is idle), and between events the stream must hold no pooled buffer then (inside one, the part already
+    /// read is state it needs).
+    /// </summary>
+    private static async Task<(string Released, ObservedUsage Usage, long Estimate)> ReadWithPausesAsync(
+        ApiRoute route, bool hideChatUsageChunk, IReadOnlyList<string> pieces, BodyFormat format, bool holdsNothingBetweenEvents = true)
+    {
+        var pipe = new Pipe();
+        var (stream, observer) = Open(route, hideChatUsageChunk, pipe.Reader.AsStream(), format);
+        var released = new MemoryStream();
+        var buffer = new byte[64 * 1024];
+        var betweenEvents = true;
+        foreach (var piece in pieces)
+        {
+            var idle = stream.ReadAsync(Memory<byte>.Empty);
+            Assert.False(idle.IsCompleted); // nothing written yet: the stream waits
+            if (betweenEvents && holdsNothingBetweenEvents)
+            {
+                Assert.False(stream.HoldsPooledBuffers);
+            }
+
+            betweenEvents = piece.EndsWith("\n\n", StringComparison.Ordinal);
+
+            await pipe.Writer.WriteAsync(Encoding.UTF8.GetBytes(piece));
+            Assert.Equal(0, await idle);
+            var read = await stream.ReadAsync(buffer);
+            released.Write(buffer, 0, read);
+        }
+
+        await pipe.Writer.CompleteAsync();
+        int rest;
+        while ((rest = await stream.ReadAsync(buffer)) > 0)
+        {
+            released.Write(buffer, 0, rest);
+        }
+
+        var estimate = observer.Tally.Total();
+        await stream.DisposeAsync();
+        return (Encoding.UTF8.GetString(released.ToArray()), observer.Usage, estimate);
+    }
+
+    private static async Task<(string Released, ObservedUsage Usage, long Estimate)> ReadWholeAsync(ApiRoute route, bool hideChatUsageChunk, string body)
+    {
+        var (stream, observer) = Open(route, hideChatUsageChunk, new MemoryStream(Encoding.UTF8.GetBytes(body)), BodyFormat.Sse);
+        var released = new MemoryStream();
+        await stream.CopyToAsync(released);
+        var estimate = observer.Tally.Total();
+        await stream.DisposeAsync();
+        return (Encoding.UTF8.GetString(released.ToArray()), observer.Usage, estimate);
+    }
+
+    private static (ObservedUpstreamStream Stream, UsageObserver Observer) Open(ApiRoute route, bool hideChatUsageChunk, Stream inner, BodyFormat format)
+    {
+        var observer = new UsageObserver(Tokens);
+        observer.Begin(format, route.Usage, new ObservedUsage());
+        var request = new AuthenticatedRequest(new DefaultHttpContext(), "gw-test", 0, new Tenant("t", new TenantOptions()))
+        {
+            Route = route,
+            HideChatUsageChunk = hideChatUsageChunk,
+        };
+        var call = new UpstreamCall(request, null, TimeProvider.System, objectIdentified: null);
+        return (new ObservedUpstreamStream(inner, call, observer), observer);
+    }
+}
