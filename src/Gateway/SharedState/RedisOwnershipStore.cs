@@ -15,12 +15,13 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
 
     // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever 3 the record (tenant, or tenant@upstream). First writer wins;
     // the owner may lengthen (never shorten) the record, and give a record without an upstream this one (never change it).
+    // A new id (nearly every call) costs one command: SET NX writes it where there is no record, and only an existing
+    // record is read (issue #15: Redis' CPU per request is mostly per command).
     private const string RecordOwnerScript = """
+        local created
+        if ARGV[2] == '-1' then created = redis.call('SET', KEYS[1], ARGV[3], 'NX') else created = redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2]) end
+        if created then return 1 end
         local record = redis.call('GET', KEYS[1])
-        if not record then
-          if ARGV[2] == '-1' then redis.call('SET', KEYS[1], ARGV[3]) else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2]) end
-          return 1
-        end
         local at = string.find(record, '@', 1, true)
         if (at and string.sub(record, 1, at - 1) or record) ~= ARGV[1] then return 0 end
         if not at and ARGV[3] ~= ARGV[1] then redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL') end

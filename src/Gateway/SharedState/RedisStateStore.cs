@@ -16,31 +16,32 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     //       14 tokensOnly (1: the request was counted and holds its lease already; check and reserve tokens only)
     // Dollar budgets (micro-dollars): KEYS 6 usd(day) 7 usd(month); ARGV 15 usdPerDay 16 usdPerMonth 17 reserveMicroUsd
     // The decision is AdmissionOrder's table, written out in Lua (decision = the refusing AdmissionDecision's value).
+    // Redis' own CPU per admission is mostly per command a script runs (issue #15): the counters are read with one MGET
+    // and written with one SET ... PX each (the value the read saw plus the reservation, the whole script being atomic),
+    // not GET, INCRBY and PEXPIRE apiece; the same values and expiries as before. Counters are written with '%d', so they
+    // stay exact integers up to 2^53 (9e15 tokens or micro-dollars in one window).
     private static readonly string AdmitScript = """
         local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
         local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
         if ARGV[14] == '1' then rpm = 0; maxc = 0 end
-        local r = tonumber(redis.call('GET', KEYS[1]) or '0')
-        local tm = tonumber(redis.call('GET', KEYS[2]) or '0')
-        local td = tonumber(redis.call('GET', KEYS[3]) or '0')
-        local tmo = tonumber(redis.call('GET', KEYS[4]) or '0')
+        local v = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7])
+        local r = tonumber(v[1] or '0'); local tm = tonumber(v[2] or '0'); local td = tonumber(v[3] or '0'); local tmo = tonumber(v[4] or '0')
         local upd = tonumber(ARGV[15]); local upmo = tonumber(ARGV[16]); local ru = tonumber(ARGV[17])
-        local ud = tonumber(redis.call('GET', KEYS[6]) or '0')
-        local umo = tonumber(redis.call('GET', KEYS[7]) or '0')
+        local ud = tonumber(v[5] or '0'); local umo = tonumber(v[6] or '0')
         redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
         local c = redis.call('ZCARD', KEYS[5])
 
         """ + AdmissionOrder.LuaDecision() + """
         if decision == 0 then
-          if ARGV[14] ~= '1' then r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
+          if ARGV[14] ~= '1' then r = r + 1; redis.call('SET', KEYS[1], string.format('%d', r), 'PX', ARGV[10]) end
           if reserve ~= 0 then
-            tm = redis.call('INCRBY', KEYS[2], reserve); redis.call('PEXPIRE', KEYS[2], ARGV[10])
-            td = redis.call('INCRBY', KEYS[3], reserve); redis.call('PEXPIRE', KEYS[3], ARGV[11])
-            tmo = redis.call('INCRBY', KEYS[4], reserve); redis.call('PEXPIRE', KEYS[4], ARGV[12])
+            tm = tm + reserve; redis.call('SET', KEYS[2], string.format('%d', tm), 'PX', ARGV[10])
+            td = td + reserve; redis.call('SET', KEYS[3], string.format('%d', td), 'PX', ARGV[11])
+            tmo = tmo + reserve; redis.call('SET', KEYS[4], string.format('%d', tmo), 'PX', ARGV[12])
           end
           if ru ~= 0 then
-            ud = redis.call('INCRBY', KEYS[6], ru); redis.call('PEXPIRE', KEYS[6], ARGV[11])
-            umo = redis.call('INCRBY', KEYS[7], ru); redis.call('PEXPIRE', KEYS[7], ARGV[12])
+            ud = ud + ru; redis.call('SET', KEYS[6], string.format('%d', ud), 'PX', ARGV[11])
+            umo = umo + ru; redis.call('SET', KEYS[7], string.format('%d', umo), 'PX', ARGV[12])
           end
           if maxc > 0 then
             redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8]); redis.call('PEXPIRE', KEYS[5], ARGV[13])
@@ -66,24 +67,29 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     // The counted mark holds the usage that was counted: a later claim with the real usage of an estimated response
     // replaces it and charges the difference, once. Reservations are refunded in their windows (4-6), usage is charged
     // to now's (7-9), where it was spent.
+    // As in the admission script, a counter is moved with one read (MGET) and one SET ... PX per key (issue #15), and the
+    // held reservation is read once (it is written only by a hold, which never reads it).
     private const string SettleScript = """
+        local held = nil
         if ARGV[1] == '1' and not (ARGV[6] == '1' and ARGV[3] == '1') then
-          local hw = redis.call('HMGET', KEYS[2], 'm', 'd', 'mo')
-          if hw[1] and (hw[1] ~= ARGV[24] or hw[2] ~= ARGV[25] or hw[3] ~= ARGV[26]) then
-            return { -1, tonumber(hw[1]), tonumber(hw[2]), tonumber(hw[3]) }
+          held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until', 'ru')
+          if held[2] and (held[2] ~= ARGV[24] or held[3] ~= ARGV[25] or held[4] ~= ARGV[26]) then
+            return { -1, tonumber(held[2]), tonumber(held[3]), tonumber(held[4]) }
           end
         end
         local function add(tm, td, tmo, delta)
           if delta ~= 0 then
-            redis.call('INCRBY', tm, delta); redis.call('PEXPIRE', tm, ARGV[10])
-            redis.call('INCRBY', td, delta); redis.call('PEXPIRE', td, ARGV[11])
-            redis.call('INCRBY', tmo, delta); redis.call('PEXPIRE', tmo, ARGV[12])
+            local v = redis.call('MGET', tm, td, tmo)
+            redis.call('SET', tm, string.format('%d', tonumber(v[1] or '0') + delta), 'PX', ARGV[10])
+            redis.call('SET', td, string.format('%d', tonumber(v[2] or '0') + delta), 'PX', ARGV[11])
+            redis.call('SET', tmo, string.format('%d', tonumber(v[3] or '0') + delta), 'PX', ARGV[12])
           end
         end
         local function addusd(ud, umo, delta)
           if delta ~= 0 then
-            redis.call('INCRBY', ud, delta); redis.call('PEXPIRE', ud, ARGV[11])
-            redis.call('INCRBY', umo, delta); redis.call('PEXPIRE', umo, ARGV[12])
+            local v = redis.call('MGET', ud, umo)
+            redis.call('SET', ud, string.format('%d', tonumber(v[1] or '0') + delta), 'PX', ARGV[11])
+            redis.call('SET', umo, string.format('%d', tonumber(v[2] or '0') + delta), 'PX', ARGV[12])
           end
         end
         local input = tonumber(ARGV[18]); local output = tonumber(ARGV[5]) - input; local cost = tonumber(ARGV[23])
@@ -114,7 +120,6 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
           redis.call('PEXPIRE', KEYS[2], ARGV[17])
         else
           if first == 1 and ARGV[1] == '1' then
-            local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until', 'ru')
             if held[1] then
               redis.call('DEL', KEYS[2])
               if tonumber(held[5]) > tonumber(ARGV[16]) then
