@@ -17,7 +17,7 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
     // the owner may lengthen (never shorten) the record, and give a record without an upstream this one (never change it).
     // A new id (nearly every call) costs one command: SET NX writes it where there is no record, and only an existing
     // record is read (issue #15: Redis' CPU per request is mostly per command).
-    private const string RecordOwnerScript = """
+    private const string RecordOwnerScriptText = """
         local created
         if ARGV[2] == '-1' then created = redis.call('SET', KEYS[1], ARGV[3], 'NX') else created = redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2]) end
         if created then return 1 end
@@ -35,7 +35,7 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
         """;
 
     // KEYS: 1 owner; ARGV: 1 tenant 2 keepForMs. The owner's record expires after keepFor at the latest.
-    private const string ExpireOwnerScript = """
+    private const string ExpireOwnerScriptText = """
         local record = redis.call('GET', KEYS[1])
         if not record then return 0 end
         local at = string.find(record, '@', 1, true)
@@ -46,13 +46,16 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
         return 0
         """;
 
+    private readonly RedisScript _recordOwnerScript = new(RecordOwnerScriptText);
+    private readonly RedisScript _expireOwnerScript = new(ExpireOwnerScriptText);
+
     public async ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(RecordOwnerScript, [OwnerKey(objectId)],
+        await _recordOwnerScript.EvaluateAsync(redis.GetDatabase(), [OwnerKey(objectId)],
             [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, (long)retention.TotalMilliseconds),
              upstream is null ? tenantId : string.Concat(tenantId, "@", upstream)]);
 
     public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(ExpireOwnerScript, [OwnerKey(objectId)], [tenantId, Math.Max(1, (long)keepFor.TotalMilliseconds)]);
+        await _expireOwnerScript.EvaluateAsync(redis.GetDatabase(), [OwnerKey(objectId)], [tenantId, Math.Max(1, (long)keepFor.TotalMilliseconds)]);
 
     public async ValueTask<ObjectOwner?> GetOwnerAsync(string objectId) => Parse(await redis.GetDatabase().StringGetAsync(OwnerKey(objectId)));
 
