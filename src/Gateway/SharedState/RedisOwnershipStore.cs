@@ -15,12 +15,13 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
 
     // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever 3 the record (tenant, or tenant@upstream). First writer wins;
     // the owner may lengthen (never shorten) the record, and give a record without an upstream this one (never change it).
-    private const string RecordOwnerScript = """
+    // A new id (nearly every call) costs one command: SET NX writes it where there is no record, and only an existing
+    // record is read (issue #15: Redis' CPU per request is mostly per command).
+    private const string RecordOwnerScriptText = """
+        local created
+        if ARGV[2] == '-1' then created = redis.call('SET', KEYS[1], ARGV[3], 'NX') else created = redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2]) end
+        if created then return 1 end
         local record = redis.call('GET', KEYS[1])
-        if not record then
-          if ARGV[2] == '-1' then redis.call('SET', KEYS[1], ARGV[3]) else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2]) end
-          return 1
-        end
         local at = string.find(record, '@', 1, true)
         if (at and string.sub(record, 1, at - 1) or record) ~= ARGV[1] then return 0 end
         if not at and ARGV[3] ~= ARGV[1] then redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL') end
@@ -34,7 +35,7 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
         """;
 
     // KEYS: 1 owner; ARGV: 1 tenant 2 keepForMs. The owner's record expires after keepFor at the latest.
-    private const string ExpireOwnerScript = """
+    private const string ExpireOwnerScriptText = """
         local record = redis.call('GET', KEYS[1])
         if not record then return 0 end
         local at = string.find(record, '@', 1, true)
@@ -45,13 +46,16 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
         return 0
         """;
 
+    private readonly RedisScript _recordOwnerScript = new(RecordOwnerScriptText);
+    private readonly RedisScript _expireOwnerScript = new(ExpireOwnerScriptText);
+
     public async ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(RecordOwnerScript, [OwnerKey(objectId)],
+        await _recordOwnerScript.EvaluateAsync(redis.GetDatabase(), [OwnerKey(objectId)],
             [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, (long)retention.TotalMilliseconds),
              upstream is null ? tenantId : string.Concat(tenantId, "@", upstream)]);
 
     public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor) =>
-        await redis.GetDatabase().ScriptEvaluateAsync(ExpireOwnerScript, [OwnerKey(objectId)], [tenantId, Math.Max(1, (long)keepFor.TotalMilliseconds)]);
+        await _expireOwnerScript.EvaluateAsync(redis.GetDatabase(), [OwnerKey(objectId)], [tenantId, Math.Max(1, (long)keepFor.TotalMilliseconds)]);
 
     public async ValueTask<ObjectOwner?> GetOwnerAsync(string objectId) => Parse(await redis.GetDatabase().StringGetAsync(OwnerKey(objectId)));
 

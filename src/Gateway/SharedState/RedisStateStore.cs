@@ -11,36 +11,48 @@ namespace Gateway.SharedState;
 /// </summary>
 internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPrefix) : ISharedStateStore
 {
+    // A counter's expiry is set when INCRBY creates it (the result is the increment: a new key, or one back at 0), not on
+    // every write: one command fewer per counter and write (issue #15). Every window's TTL outlasts the window by far
+    // (QuotaWindows), so a counter created during its window still outlives it; a late refund into a window whose
+    // counter has expired creates it again, with its expiry, as before.
+    // Blank first and last lines: spliced between two script lines, it must not join either.
+    private const string IncrLua = """
+
+        local function incr(key, delta, ttl)
+          local value = redis.call('INCRBY', key, delta)
+          if value == delta then redis.call('PEXPIRE', key, ttl) end
+          return value
+        end
+
+        """;
+
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases
     // ARGV: 1 rpm 2 tpm 3 tpd 4 tpmo 5 maxConcurrent 6 reserve 7 nowMs 8 leaseId 9 leaseExpiryMs 10 minuteTtlMs 11 dayTtlMs 12 monthTtlMs 13 leaseTtlMs
     //       14 tokensOnly (1: the request was counted and holds its lease already; check and reserve tokens only)
     // Dollar budgets (micro-dollars): KEYS 6 usd(day) 7 usd(month); ARGV 15 usdPerDay 16 usdPerMonth 17 reserveMicroUsd
     // The decision is AdmissionOrder's table, written out in Lua (decision = the refusing AdmissionDecision's value).
-    private static readonly string AdmitScript = """
+    // Redis' own CPU per request is mostly per command its scripts run (issue #15): the counters are read with one MGET,
+    // and a counter's expiry is set when the counter is created, not on every write (see IncrLua).
+    private static readonly string AdmitScriptText = """
         local rpm = tonumber(ARGV[1]); local tpm = tonumber(ARGV[2]); local tpd = tonumber(ARGV[3]); local tpmo = tonumber(ARGV[4])
         local maxc = tonumber(ARGV[5]); local reserve = tonumber(ARGV[6])
         if ARGV[14] == '1' then rpm = 0; maxc = 0 end
-        local r = tonumber(redis.call('GET', KEYS[1]) or '0')
-        local tm = tonumber(redis.call('GET', KEYS[2]) or '0')
-        local td = tonumber(redis.call('GET', KEYS[3]) or '0')
-        local tmo = tonumber(redis.call('GET', KEYS[4]) or '0')
+        """ + IncrLua + """
+        local v = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7])
+        local r = tonumber(v[1] or '0'); local tm = tonumber(v[2] or '0'); local td = tonumber(v[3] or '0'); local tmo = tonumber(v[4] or '0')
         local upd = tonumber(ARGV[15]); local upmo = tonumber(ARGV[16]); local ru = tonumber(ARGV[17])
-        local ud = tonumber(redis.call('GET', KEYS[6]) or '0')
-        local umo = tonumber(redis.call('GET', KEYS[7]) or '0')
+        local ud = tonumber(v[5] or '0'); local umo = tonumber(v[6] or '0')
         redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
         local c = redis.call('ZCARD', KEYS[5])
 
         """ + AdmissionOrder.LuaDecision() + """
         if decision == 0 then
-          if ARGV[14] ~= '1' then r = redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
+          if ARGV[14] ~= '1' then r = incr(KEYS[1], 1, ARGV[10]) end
           if reserve ~= 0 then
-            tm = redis.call('INCRBY', KEYS[2], reserve); redis.call('PEXPIRE', KEYS[2], ARGV[10])
-            td = redis.call('INCRBY', KEYS[3], reserve); redis.call('PEXPIRE', KEYS[3], ARGV[11])
-            tmo = redis.call('INCRBY', KEYS[4], reserve); redis.call('PEXPIRE', KEYS[4], ARGV[12])
+            tm = incr(KEYS[2], reserve, ARGV[10]); td = incr(KEYS[3], reserve, ARGV[11]); tmo = incr(KEYS[4], reserve, ARGV[12])
           end
           if ru ~= 0 then
-            ud = redis.call('INCRBY', KEYS[6], ru); redis.call('PEXPIRE', KEYS[6], ARGV[11])
-            umo = redis.call('INCRBY', KEYS[7], ru); redis.call('PEXPIRE', KEYS[7], ARGV[12])
+            ud = incr(KEYS[6], ru, ARGV[11]); umo = incr(KEYS[7], ru, ARGV[12])
           end
           if maxc > 0 then
             redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8]); redis.call('PEXPIRE', KEYS[5], ARGV[13])
@@ -66,25 +78,22 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     // The counted mark holds the usage that was counted: a later claim with the real usage of an estimated response
     // replaces it and charges the difference, once. Reservations are refunded in their windows (4-6), usage is charged
     // to now's (7-9), where it was spent.
-    private const string SettleScript = """
+    // The held reservation is read once (it is written only by a hold, which never reads it), and counters move with
+    // IncrLua (issue #15).
+    private const string SettleScriptText = """
+        local held = nil
         if ARGV[1] == '1' and not (ARGV[6] == '1' and ARGV[3] == '1') then
-          local hw = redis.call('HMGET', KEYS[2], 'm', 'd', 'mo')
-          if hw[1] and (hw[1] ~= ARGV[24] or hw[2] ~= ARGV[25] or hw[3] ~= ARGV[26]) then
-            return { -1, tonumber(hw[1]), tonumber(hw[2]), tonumber(hw[3]) }
+          held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until', 'ru')
+          if held[2] and (held[2] ~= ARGV[24] or held[3] ~= ARGV[25] or held[4] ~= ARGV[26]) then
+            return { -1, tonumber(held[2]), tonumber(held[3]), tonumber(held[4]) }
           end
         end
+        """ + IncrLua + """
         local function add(tm, td, tmo, delta)
-          if delta ~= 0 then
-            redis.call('INCRBY', tm, delta); redis.call('PEXPIRE', tm, ARGV[10])
-            redis.call('INCRBY', td, delta); redis.call('PEXPIRE', td, ARGV[11])
-            redis.call('INCRBY', tmo, delta); redis.call('PEXPIRE', tmo, ARGV[12])
-          end
+          if delta ~= 0 then incr(tm, delta, ARGV[10]); incr(td, delta, ARGV[11]); incr(tmo, delta, ARGV[12]) end
         end
         local function addusd(ud, umo, delta)
-          if delta ~= 0 then
-            redis.call('INCRBY', ud, delta); redis.call('PEXPIRE', ud, ARGV[11])
-            redis.call('INCRBY', umo, delta); redis.call('PEXPIRE', umo, ARGV[12])
-          end
+          if delta ~= 0 then incr(ud, delta, ARGV[11]); incr(umo, delta, ARGV[12]) end
         end
         local input = tonumber(ARGV[18]); local output = tonumber(ARGV[5]) - input; local cost = tonumber(ARGV[23])
         local first = 1; local corrected = 0; local din = 0; local dout = 0; local du = 0
@@ -114,7 +123,6 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
           redis.call('PEXPIRE', KEYS[2], ARGV[17])
         else
           if first == 1 and ARGV[1] == '1' then
-            local held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until', 'ru')
             if held[1] then
               redis.call('DEL', KEYS[2])
               if tonumber(held[5]) > tonumber(ARGV[16]) then
@@ -128,8 +136,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
           -- A negative correction gives back budget (day, month), never per-minute room (see MemoryStateStore).
           local charge = billed + math.max(0, din + dout)
           if din + dout < 0 then
-            redis.call('INCRBY', KEYS[8], din + dout); redis.call('PEXPIRE', KEYS[8], ARGV[11])
-            redis.call('INCRBY', KEYS[9], din + dout); redis.call('PEXPIRE', KEYS[9], ARGV[12])
+            incr(KEYS[8], din + dout, ARGV[11]); incr(KEYS[9], din + dout, ARGV[12])
           end
           if KEYS[4] == KEYS[7] then
             add(KEYS[7], KEYS[8], KEYS[9], charge - tonumber(ARGV[4]))
@@ -153,13 +160,17 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         """;
 
     // KEYS: 1 requests(minute) 2 tokens(minute) 3 tokens(day) 4 tokens(month) 5 leases 6 usd(day) 7 usd(month); ARGV: 1 nowMs
-    private const string ReadScript = """
+    private const string ReadScriptText = """
         return { tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(redis.call('GET', KEYS[2]) or '0'),
                  tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0'),
                  redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[1], '+inf'),
                  tonumber(redis.call('GET', KEYS[6]) or '0'), tonumber(redis.call('GET', KEYS[7]) or '0') }
         """;
 
+    // One per store, so per connection: which scripts its servers have loaded (RedisScript).
+    private readonly RedisScript _admitScript = new(AdmitScriptText);
+    private readonly RedisScript _settleScript = new(SettleScriptText);
+    private readonly RedisScript _readScript = new(ReadScriptText);
     private readonly RedisOwnershipStore _owners = new(redis, keyPrefix);
 
     public string Kind => "redis";
@@ -170,7 +181,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var limits = request.Limits;
         var prefix = TenantPrefix(request.TenantId);
         var now = w.Now.ToUnixTimeMilliseconds();
-        var result = await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
+        var result = await _admitScript.EvaluateAsync(redis.GetDatabase(),
             [
                 prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases",
                 prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
@@ -217,7 +228,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             held = ((long)values[1], (long)values[2], (long)values[3]);
         }
 
-        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
+        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await _settleScript.EvaluateAsync(redis.GetDatabase(),
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
@@ -253,7 +264,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     public async ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken)
     {
         var prefix = TenantPrefix(tenantId);
-        var result = await redis.GetDatabase().ScriptEvaluateAsync(ReadScript,
+        var result = await _readScript.EvaluateAsync(redis.GetDatabase(),
             [
                 prefix + "r:" + Num(windows.Minute), prefix + "tm:" + Num(windows.Minute), prefix + "td:" + Num(windows.Day), prefix + "tmo:" + Num(windows.Month), prefix + "leases",
                 prefix + "ud:" + Num(windows.Day), prefix + "umo:" + Num(windows.Month),

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -17,6 +18,9 @@ public sealed class DelayingTcpProxy : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<TcpClient> _sockets = [];
     private readonly Task _accepting;
+    private readonly ConcurrentQueue<string> _traffic = new();
+    private readonly long _started = Stopwatch.GetTimestamp();
+    private int _connections;
 
     private DelayingTcpProxy(int serverPort, TimeSpan toServerDelay, TimeSpan toClientDelay)
     {
@@ -37,6 +41,15 @@ public sealed class DelayingTcpProxy : IAsyncDisposable
     /// <summary>A StackExchange.Redis connection string through the proxy.</summary>
     public string RedisConnectionString => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=5000";
 
+    /// <summary>
+    /// Every chunk that crossed the proxy, in the order read: milliseconds since start, connection, direction and the
+    /// chunk's RESP text (shortened), so a timing assertion can say which commands it waited for.
+    /// </summary>
+    public IReadOnlyList<string> Traffic => [.. _traffic];
+
+    /// <summary>The clock <see cref="Traffic"/> is timed by.</summary>
+    public TimeSpan Elapsed => Stopwatch.GetElapsedTime(_started);
+
     public static DelayingTcpProxy Start(int serverPort, TimeSpan toServerDelay, TimeSpan toClientDelay) =>
         new(serverPort, toServerDelay, toClientDelay);
 
@@ -55,8 +68,9 @@ public sealed class DelayingTcpProxy : IAsyncDisposable
                     _sockets.Add(server);
                 }
 
-                _ = PumpAsync(client.GetStream(), server.GetStream(), ToServerDelay);
-                _ = PumpAsync(server.GetStream(), client.GetStream(), ToClientDelay);
+                var connection = Interlocked.Increment(ref _connections);
+                _ = PumpAsync(client.GetStream(), server.GetStream(), ToServerDelay, $"#{connection} ->");
+                _ = PumpAsync(server.GetStream(), client.GetStream(), ToClientDelay, $"#{connection} <-");
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
@@ -65,7 +79,7 @@ public sealed class DelayingTcpProxy : IAsyncDisposable
     }
 
     /// <summary>Reads as fast as data comes, writes each chunk once it is <paramref name="delay"/> old.</summary>
-    private async Task PumpAsync(NetworkStream from, NetworkStream to, TimeSpan delay)
+    private async Task PumpAsync(NetworkStream from, NetworkStream to, TimeSpan delay, string direction)
     {
         var chunks = Channel.CreateUnbounded<(long Due, byte[] Data)>();
         var writing = Task.Run(async () =>
@@ -94,7 +108,10 @@ public sealed class DelayingTcpProxy : IAsyncDisposable
             int read;
             while ((read = await from.ReadAsync(buffer, _stop.Token)) > 0)
             {
-                var due = Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency);
+                var now = Stopwatch.GetTimestamp();
+                var due = now + (long)(delay.TotalSeconds * Stopwatch.Frequency);
+                var text = System.Text.Encoding.ASCII.GetString(buffer, 0, Math.Min(read, 160)).Replace("\r\n", " ", StringComparison.Ordinal);
+                _traffic.Enqueue($"{Stopwatch.GetElapsedTime(_started, now).TotalMilliseconds:F0} ms {direction} {read} B: {text}");
                 chunks.Writer.TryWrite((due, buffer.AsSpan(0, read).ToArray()));
             }
         }

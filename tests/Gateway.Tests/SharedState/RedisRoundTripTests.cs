@@ -23,9 +23,9 @@ public sealed class RedisRoundTripTests
     {
         await using var bed = await Bed.StartAsync();
 
-        var firstEvent = await bed.TimeToFirstEventAsync("""{"model":"gpt-4o-mini","input":"Hello","stream":true}""");
+        var (firstEvent, traffic) = await bed.TimeToFirstEventAsync("""{"model":"gpt-4o-mini","input":"Hello","stream":true}""");
 
-        Assert.InRange(firstEvent, Latency * 0.9, Latency * 1.9);
+        AssertRoundTrips(firstEvent, 0.9, 1.9, traffic);
     }
 
     [SkippableFact]
@@ -52,11 +52,11 @@ public sealed class RedisRoundTripTests
         var previous = await CreateResponseAsync(bed.A);
         await bed.UntilFinishedAsync(3);
 
-        var firstEvent = await bed.TimeToFirstEventAsync(
+        var (firstEvent, traffic) = await bed.TimeToFirstEventAsync(
             $$"""{"model":"gpt-4o-mini","input":"And then?","stream":true,"previous_response_id":"{{previous}}","conversation":"{{conversation}}"}""");
 
         // Before: an owner lookup per id, the hidden-context read and admission, one after the other, then the record (5).
-        Assert.InRange(firstEvent, Latency * 1.9, Latency * 2.9);
+        AssertRoundTrips(firstEvent, 1.9, 2.9, traffic);
     }
 
     [SkippableFact]
@@ -75,6 +75,12 @@ public sealed class RedisRoundTripTests
         Assert.Equal(TestKeys.TenantA, (string?)await redis.GetDatabase().StringGetAsync($"gw:own:{id}"));
         Assert.Empty(bed.Gateway.Logs.Named("OwnershipNotRecorded"));
     }
+
+    /// <summary>The time in round trips of <see cref="Latency"/>; out of range, the failure lists what crossed the proxy meanwhile.</summary>
+    private static void AssertRoundTrips(TimeSpan elapsed, double atLeast, double atMost, IReadOnlyList<string> traffic) =>
+        Assert.True(elapsed >= Latency * atLeast && elapsed <= Latency * atMost,
+            $"First event after {elapsed.TotalMilliseconds:F0} ms, expected {atLeast}-{atMost} x {Latency.TotalMilliseconds} ms. Redis traffic meanwhile:\n" +
+            string.Join('\n', traffic));
 
     private sealed class Bed : IAsyncDisposable
     {
@@ -136,13 +142,15 @@ public sealed class RedisRoundTripTests
         public Task UntilFinishedAsync(int requests) =>
             Eventually.UntilAsync(() => Gateway.Logs.UsageEvents.Count >= requests, $"{requests} requests finished");
 
-        public async Task<TimeSpan> TimeToFirstEventAsync(string body)
+        public async Task<(TimeSpan Elapsed, IReadOnlyList<string> Traffic)> TimeToFirstEventAsync(string body)
         {
+            var trafficBefore = Proxy.Traffic.Count;
             // The upstream holds the rest of the stream after its first event, as a model generating would.
             var gate = "round-trips-" + Guid.NewGuid().ToString("N");
             var finished = Gateway.Logs.UsageEvents.Count;
             using var request = new HttpRequestMessage(HttpMethod.Post, "responses") { Content = Json(body) };
             request.Headers.Add("x-fake-gate", gate);
+            var sentAt = Proxy.Elapsed;
             var stopwatch = Stopwatch.StartNew();
             using var response = await A.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             var reader = new SseReader(await response.Content.ReadAsStreamAsync());
@@ -153,7 +161,7 @@ public sealed class RedisRoundTripTests
             Assert.Equal("response.created", SseReader.TypeOf(first!.Value.Data));
             await reader.ReadAllAsync();
             await UntilFinishedAsync(finished + 1);
-            return elapsed;
+            return (elapsed, [$"(request sent at {sentAt.TotalMilliseconds:F0} ms)", .. Proxy.Traffic.Skip(trafficBefore)]);
         }
 
         public async ValueTask DisposeAsync()
