@@ -14,9 +14,9 @@ write_bench_config() {
 JSON
 }
 
-# wait_port PORT: until 127.0.0.1:PORT accepts (30 s at most).
+# wait_port PORT: until 127.0.0.1:PORT accepts (60 s at most: a gateway warms up before its port opens).
 wait_port() {
-  for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
   echo "port $1 never opened" >&2
   return 1
 }
