@@ -12,6 +12,7 @@ namespace Gateway.Tests.Upstreams;
 /// the single upstream always did (its own 429 relayed, every request forwarded, readiness untouched, the key file
 /// re-read and its change logged), and gains the pool's per-upstream metrics.
 /// </summary>
+[Collection(MetricsTestGroup.Name)] // one test reads /metrics: hosts running beside it export their own "Gateway" meters there too
 public sealed class SingleUpstreamTests : IAsyncLifetime
 {
     private readonly DirectoryInfo _directory = Directory.CreateTempSubdirectory("gateway-single-upstream-");
@@ -39,8 +40,8 @@ public sealed class SingleUpstreamTests : IAsyncLifetime
         Assert.Equal(1, UsageEvents.Long(usage, "Attempts"));
         Assert.Equal($"Bearer {TestKeys.UpstreamKey}", Assert.Single(_upstream.Requests).Header("Authorization"));
         using var metrics = new HttpClient { BaseAddress = gateway.RootUrl };
-        // OpenTelemetry's meter listener is process-wide and matches meters by name, so other gateways running in this
-        // test process add to the same series: the value is at least this request's 1, not exactly 1.
+        // OpenTelemetry's meter listener is process-wide and matches meters by name: a gateway running beside this one
+        // exports its own "Gateway" meter here as a second series (seen in CI: two lines), hence the serial collection.
         var series = await Eventually.ValueAsync(
             async () => (await metrics.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("gateway_upstream_requests_total{", StringComparison.Ordinal)
                 && l.Contains("upstream=\"default\"", StringComparison.Ordinal) && l.Contains("status_class=\"2xx\"", StringComparison.Ordinal)).ToList(),
