@@ -20,3 +20,15 @@ wait_port() {
   echo "port $1 never opened" >&2
   return 1
 }
+
+# publish_bench_targets DIR: the gateway as the image publishes it (Dockerfile: ReadyToRun for this architecture), the
+# fake upstream, the load client and bench/BareProxy, each into DIR/<name>.
+publish_bench_targets() {
+  local root arch
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  arch=$(case "$(uname -m)" in aarch64|arm64) echo arm64 ;; *) echo x64 ;; esac)
+  dotnet publish "$root/src/Gateway" -c Release -o "$1/gateway" -a "$arch" --self-contained false -p:PublishReadyToRun=true --nologo -v q
+  dotnet publish "$root/tests/FakeUpstream" -c Release -o "$1/fake" --nologo -v q
+  dotnet publish "$root/bench/LoadClient" -c Release -o "$1/client" --nologo -v q
+  dotnet publish "$root/bench/BareProxy" -c Release -o "$1/bare" --nologo -v q
+}

@@ -47,11 +47,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 if [ $PUBLISH -eq 1 ]; then
   echo "== building (Release)"
-  ARCH=$(case "$(uname -m)" in aarch64|arm64) echo arm64 ;; *) echo x64 ;; esac)
-  dotnet publish "$ROOT/src/Gateway" -c Release -o "$WORK/gateway" -a "$ARCH" --self-contained false -p:PublishReadyToRun=true --nologo -v q
-  dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q
-  dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q
-  dotnet publish "$ROOT/bench/BareProxy" -c Release -o "$WORK/bare" --nologo -v q
+  publish_bench_targets "$WORK"
 fi
 [ -x "$TOOLS/dotnet-counters" ] || dotnet tool install -g dotnet-counters >/dev/null 2>&1 || true
 if [ $GCDUMP -eq 1 ] && [ ! -x "$TOOLS/dotnet-gcdump" ]; then dotnet tool install -g dotnet-gcdump >/dev/null; fi

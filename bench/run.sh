@@ -40,12 +40,7 @@ cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wai
 trap cleanup EXIT
 
 echo "== building (Release)"
-# The gateway is published as the image publishes it (Dockerfile): ReadyToRun for this architecture.
-ARCH=$(case "$(uname -m)" in aarch64|arm64) echo arm64 ;; *) echo x64 ;; esac)
-dotnet publish "$ROOT/src/Gateway" -c Release -o "$WORK/gateway" -a "$ARCH" --self-contained false -p:PublishReadyToRun=true --nologo -v q
-dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q
-dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q
-dotnet publish "$ROOT/bench/BareProxy" -c Release -o "$WORK/bare" --nologo -v q
+publish_bench_targets "$WORK"
 
 # Only used with &: exec keeps $! the PID of the service itself, so cleanup can stop it.
 on_target() { exec taskset -c "$TARGET_CPU" "$@"; }
