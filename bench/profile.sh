@@ -31,8 +31,8 @@ WRK=$!
 sleep 1
 perf record -F 999 -g -p "$GW" -o "$OUT/perf.data" -- sleep "$SAMPLE" 2>"$OUT/perf-record.log"
 wait $WRK
-perf report -i "$OUT/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 >"$OUT/by-dso.txt"
-perf report -i "$OUT/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80 >"$OUT/by-symbol.txt"
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | awk 'NR <= 30' >"$OUT/by-dso.txt"
+perf report -i "$OUT/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | awk 'NR <= 80' >"$OUT/by-symbol.txt"
 # Inclusive time of the gateway's own methods (and the frameworks' entry points) over the whole call graph.
-perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -E 'Gateway\.|Serilog|Yarp|Kestrel|Tokenizer|OpenTelemetry|Metrics' | head -60 >"$OUT/gateway-symbols.txt"
+perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -E 'Gateway\.|Serilog|Yarp|Kestrel|Tokenizer|OpenTelemetry|Metrics' | awk 'NR <= 60' >"$OUT/gateway-symbols.txt"
 echo "profile in $OUT"
