@@ -32,3 +32,23 @@ publish_bench_targets() {
   dotnet publish "$root/bench/LoadClient" -c Release -o "$1/client" --nologo -v q
   dotnet publish "$root/bench/BareProxy" -c Release -o "$1/bare" --nologo -v q
 }
+
+# The Redis A/B bed of bench/redis-ab.sh and bench/redis-cpu.sh. Expects WORK (with fake/ published and gateway.json
+# written), PIDS, and `declare -A URL PID; NAMES=(...)` in the caller.
+# start_redis_bed BASE-PORT: redis-server on BASE+1 and the fake upstream on BASE, both on CPU 1; sets P_FAKE, P_REDIS, REDIS_PID.
+start_redis_bed() {
+  P_FAKE=$1; P_REDIS=$(($1 + 1))
+  taskset -c 1 redis-server --port $P_REDIS --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & PIDS+=($!); REDIS_PID=$!
+  taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >/dev/null 2>&1 & PIDS+=($!)
+  wait_port $P_FAKE; wait_port $P_REDIS
+}
+
+# start_gw NAME DIR PORT memory|redis: the gateway published in DIR on CPU 1 (with redis: its own key prefix on the bed's
+# Redis); adds NAME to NAMES, its URL to URL and the PID of its dotnet process (newest with that path) to PID.
+start_gw() {
+  local env=(GATEWAY_CONFIG="$WORK/gateway.json" Urls="http://127.0.0.1:$3" Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" OPENAI_API_KEY=fake)
+  [ "$4" = redis ] && env+=(ConnectionStrings__Redis="127.0.0.1:$P_REDIS" Gateway__Quotas__RedisKeyPrefix="$1")
+  (cd "$WORK" && exec env "${env[@]}" taskset -c 1 dotnet "$2/Gateway.dll" >"$WORK/$1.log" 2>&1) & PIDS+=($!)
+  wait_port "$3"; NAMES+=("$1"); URL[$1]="http://127.0.0.1:$3"
+  PID[$1]=$(pgrep -f -n "$2/Gateway.dll")
+}

@@ -15,17 +15,10 @@ dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v
 dotnet publish "$ROOT/bench/LoadClient" -c Release -o "$WORK/client" --nologo -v q >/dev/null
 KEY=gwk_bench_key; export BENCH_KEY=$KEY
 write_bench_config "$WORK/gateway.json" "$KEY"
-BASE=$((21000 + RANDOM % 5000)); P_FAKE=$BASE; P_REDIS=$((BASE + 1))
-taskset -c 1 redis-server --port $P_REDIS --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & PIDS+=($!)
-taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >/dev/null 2>&1 & PIDS+=($!)
-wait_port $P_FAKE; wait_port $P_REDIS
-declare -A URL; NAMES=(direct); URL[direct]="http://127.0.0.1:$P_FAKE"
-start_gw() { # name dir port redis?
-  local env=(GATEWAY_CONFIG="$WORK/gateway.json" Urls="http://127.0.0.1:$3" Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" OPENAI_API_KEY=fake)
-  [ "$4" = redis ] && env+=(ConnectionStrings__Redis="127.0.0.1:$P_REDIS" Gateway__Quotas__RedisKeyPrefix="$1")
-  (cd "$WORK" && exec env "${env[@]}" taskset -c 1 dotnet "$2/Gateway.dll" >"$WORK/$1.log" 2>&1) & PIDS+=($!)
-  wait_port "$3"; NAMES+=("$1"); URL[$1]="http://127.0.0.1:$3"
-}
+BASE=$((21000 + RANDOM % 5000))
+declare -A URL PID; NAMES=(direct)
+start_redis_bed $BASE
+URL[direct]="http://127.0.0.1:$P_FAKE"
 port=$((BASE + 10)); first=1
 for spec in "$@"; do
   name=${spec%%=*}; dir=${spec#*=}

@@ -17,18 +17,9 @@ export DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0 # idle spinning would be cha
 dotnet publish "$ROOT/tests/FakeUpstream" -c Release -o "$WORK/fake" --nologo -v q >/dev/null
 KEY=gwk_bench_key; export BENCH_KEY=$KEY
 write_bench_config "$WORK/gateway.json" "$KEY"
-BASE=$((26000 + RANDOM % 3000)); P_FAKE=$BASE; P_REDIS=$((BASE + 1))
-taskset -c 1 redis-server --port $P_REDIS --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & PIDS+=($!); REDIS_PID=$!
-taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >/dev/null 2>&1 & PIDS+=($!)
-wait_port $P_FAKE; wait_port $P_REDIS
+BASE=$((26000 + RANDOM % 3000))
 declare -A URL PID; NAMES=()
-start_gw() { # name dir port memory|redis
-  local env=(GATEWAY_CONFIG="$WORK/gateway.json" Urls="http://127.0.0.1:$3" Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" OPENAI_API_KEY=fake)
-  [ "$4" = redis ] && env+=(ConnectionStrings__Redis="127.0.0.1:$P_REDIS" Gateway__Quotas__RedisKeyPrefix="$1")
-  (cd "$WORK" && exec env "${env[@]}" taskset -c 1 dotnet "$2/Gateway.dll" >"$WORK/$1.log" 2>&1) & PIDS+=($!)
-  wait_port "$3"; NAMES+=("$1"); URL[$1]="http://127.0.0.1:$3"
-  PID[$1]=$(pgrep -f -n "$2/Gateway.dll") # the dotnet process of this build (newest with that path)
-}
+start_redis_bed $BASE
 port=$((BASE + 10)); first=1
 for spec in "$@"; do
   name=${spec%%=*}; dir=${spec#*=}
