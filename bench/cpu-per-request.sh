@@ -110,17 +110,18 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-declare -A BYTES
+declare -A BYTES WORK_ITEMS
 for t in "${TARGETS[@]}"; do
   csv="$WORK/counters-$t.csv"; rm -f "$csv"
   # Stops on its own (a background job ignores SIGINT); the seconds around wrk are idle and allocate next to nothing.
-  dotnet-counters collect -p "${PID[$t]}" --counters "System.Runtime[dotnet.gc.heap.total_allocated]" --refresh-interval 1 \
+  dotnet-counters collect -p "${PID[$t]}" --counters "System.Runtime[dotnet.gc.heap.total_allocated,dotnet.thread_pool.work_item.count]" --refresh-interval 1 \
       --duration "00:00:00:$((DURATION + 4))" --format csv -o "$csv" >"$WORK/counters-$t.log" 2>&1 & cpid=$!
   sleep 2
   run_wrk "${URL[$t]}" "$DURATION" >"$WORK/wrk-$t-alloc.txt"
   wait "$cpid" || true
   n=$(requests_of "$WORK/wrk-$t-alloc.txt")
   BYTES[$t]=$(awk -F, -v n="$n" '/total_allocated/ { s += $NF } END { printf "%.0f", s / n }' "$csv")
+  WORK_ITEMS[$t]=$(awk -F, -v n="$n" '/work_item.count/ { s += $NF } END { printf "%.2f", s / n }' "$csv")
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
@@ -132,10 +133,10 @@ for t in "${TARGETS[@]}"; do
 done
 if [ "$SWITCHES" = 1 ]; then
   echo
-  echo "| target | context switches/request, median | the rounds (switches/migrations) |"
-  echo "|---|---|---|"
+  echo "| target | context switches/request, median | the rounds (switches/migrations) | thread-pool work items/request (allocation round) |"
+  echo "|---|---|---|---|"
   for t in "${TARGETS[@]}"; do
-    echo "| $t | $(echo "${CS[$t]}" | tr ' ' '\n' | cut -d/ -f1 | tr '\n' ' ' | median) |${CS[$t]} |"
+    echo "| $t | $(echo "${CS[$t]}" | tr ' ' '\n' | cut -d/ -f1 | tr '\n' ' ' | median) |${CS[$t]} | ${WORK_ITEMS[$t]} |"
   done
 fi
 if [ -n "$BASELINE_DIR" ]; then
