@@ -4,6 +4,7 @@
 #   bash bench/cpu-per-request.sh --rounds=3 --duration=5 --warmup=20 --connections=16
 #   bash bench/cpu-per-request.sh --gateway-dir=/tmp/gw-a --label=a   measure an already published gateway (A/B runs)
 #   bash bench/cpu-per-request.sh --baseline-dir=/tmp/gw-before         A/B in one run: a third target `baseline`, rounds alternating
+#   bash bench/cpu-per-request.sh --switches ...     also context switches and CPU migrations per request (perf stat -p, each round)
 #   CPU_BENCH_BASELINE_ENV="DOTNET_gcServer=0" bash bench/cpu-per-request.sh --baseline-dir=<same build>   A/B of a runtime setting
 # Why CPU per request and not throughput: on a shared machine other processes take the core away, which changes
 # req/s a lot but the process's own utime+stime per request much less. Allocations are not affected by load at all.
@@ -14,7 +15,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK="${CPU_BENCH_WORK:-$ROOT/bench/.work/cpu}"
-ROUNDS=5; DURATION=10; WARMUP=30; CONNECTIONS=32; GATEWAY_DIR=""; LABEL=gateway; BASELINE_DIR=""
+ROUNDS=5; DURATION=10; WARMUP=30; CONNECTIONS=32; GATEWAY_DIR=""; LABEL=gateway; BASELINE_DIR=""; SWITCHES=0
 for arg in "$@"; do
   case "$arg" in
     --rounds=*) ROUNDS="${arg#*=}" ;;
@@ -24,6 +25,7 @@ for arg in "$@"; do
     --gateway-dir=*) GATEWAY_DIR="${arg#*=}" ;;
     --label=*) LABEL="${arg#*=}" ;;
     --baseline-dir=*) BASELINE_DIR="${arg#*=}" ;;
+    --switches) SWITCHES=1 ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -84,12 +86,22 @@ TICK=$(getconf CLK_TCK)
 echo "== warm-up ${WARMUP}s per target" >&2
 for t in "${TARGETS[@]}"; do run_wrk "${URL[$t]}" "$WARMUP" >/dev/null; done
 
-declare -A US
+declare -A US CS
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
+    if [ "$SWITCHES" = 1 ]; then
+      perf stat -x, -e context-switches,cpu-migrations -p "${PID[$t]}" -o "$WORK/perf-$t-$r.txt" -- sleep "$DURATION" & perf_pid=$!
+    fi
     before=$(cpu_ticks "${PID[$t]}")
     run_wrk "${URL[$t]}" "$DURATION" >"$WORK/wrk-$t-$r.txt"
     after=$(cpu_ticks "${PID[$t]}")
+    if [ "$SWITCHES" = 1 ]; then
+      wait "$perf_pid" || true
+      # perf counts over its own DURATION seconds, wrk's requests over the same span (both start together).
+      cs=$(awk -F, -v n="$(requests_of "$WORK/wrk-$t-$r.txt")" '/context-switches/ { c = $1 } /cpu-migrations/ { m = $1 } END { printf "%.2f/%.3f", c / n, m / n }' "$WORK/perf-$t-$r.txt")
+      CS[$t]="${CS[$t]:-} $cs"
+      echo "round $r $t: context switches/migrations per request $cs" >&2
+    fi
     n=$(requests_of "$WORK/wrk-$t-$r.txt"); bad=$(non2xx_of "$WORK/wrk-$t-$r.txt")
     if [ -n "$bad" ]; then echo "$t round $r: $bad non-2xx responses" >&2; exit 1; fi
     us=$(awk -v a="$before" -v b="$after" -v n="$n" -v hz="$TICK" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
@@ -98,17 +110,18 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-declare -A BYTES
+declare -A BYTES WORK_ITEMS
 for t in "${TARGETS[@]}"; do
   csv="$WORK/counters-$t.csv"; rm -f "$csv"
   # Stops on its own (a background job ignores SIGINT); the seconds around wrk are idle and allocate next to nothing.
-  dotnet-counters collect -p "${PID[$t]}" --counters "System.Runtime[dotnet.gc.heap.total_allocated]" --refresh-interval 1 \
+  dotnet-counters collect -p "${PID[$t]}" --counters "System.Runtime[dotnet.gc.heap.total_allocated,dotnet.thread_pool.work_item.count]" --refresh-interval 1 \
       --duration "00:00:00:$((DURATION + 4))" --format csv -o "$csv" >"$WORK/counters-$t.log" 2>&1 & cpid=$!
   sleep 2
   run_wrk "${URL[$t]}" "$DURATION" >"$WORK/wrk-$t-alloc.txt"
   wait "$cpid" || true
   n=$(requests_of "$WORK/wrk-$t-alloc.txt")
   BYTES[$t]=$(awk -F, -v n="$n" '/total_allocated/ { s += $NF } END { printf "%.0f", s / n }' "$csv")
+  WORK_ITEMS[$t]=$(awk -F, -v n="$n" '/work_item.count/ { s += $NF } END { printf "%.2f", s / n }' "$csv")
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
@@ -118,6 +131,14 @@ echo "|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
   echo "| $t | $(echo "${US[$t]}" | median) |${US[$t]} | ${BYTES[$t]} |"
 done
+if [ "$SWITCHES" = 1 ]; then
+  echo
+  echo "| target | context switches/request, median | the rounds (switches/migrations) | thread-pool work items/request (allocation round) |"
+  echo "|---|---|---|---|"
+  for t in "${TARGETS[@]}"; do
+    echo "| $t | $(echo "${CS[$t]}" | tr ' ' '\n' | cut -d/ -f1 | tr '\n' ' ' | median) |${CS[$t]} | ${WORK_ITEMS[$t]} |"
+  done
+fi
 if [ -n "$BASELINE_DIR" ]; then
   base=$(echo "${US[baseline]}" | median)
   echo "baseline minus yarp: $(awk -v g="$base" -v y="${yarp:-$(echo "${US[yarp]}" | median)}" 'BEGIN { printf "%.1f", g - y }') µs CPU/request, $(( BYTES[baseline] - BYTES[yarp] )) bytes/request"

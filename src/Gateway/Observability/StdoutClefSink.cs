@@ -14,7 +14,7 @@ namespace Gateway.Observability;
 /// Compact JSON (CLEF) to stdout in batches: one write per batch instead of several per event (the console sink
 /// writes through a 256-character buffer, i.e. four syscalls for a usage event). Lines are written as UTF-8 by
 /// <see cref="ClefWriter"/> into one reused buffer (no UTF-16 text and re-encoding per event). Formatting happens on Serilog's
-/// background batching task, never on the request path. The queue is unbounded on purpose: usage events are
+/// batch thread (<see cref="IntervalBatchingSink"/>), never on the request path. The queue is unbounded on purpose: usage events are
 /// billing records and are never dropped; disposal (at shutdown) writes whatever is still queued.
 /// </summary>
 internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDisposable
@@ -54,6 +54,28 @@ internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDis
         }
 
         await output.FlushAsync();
+    }
+
+    /// <summary>The same as <see cref="EmitBatchAsync"/>, written synchronously (stdout has no asynchronous write: the async path only hands the write to another thread).</summary>
+    public void EmitBatch(IReadOnlyCollection<LogEvent> batch)
+    {
+        foreach (var logEvent in batch)
+        {
+            Format(logEvent);
+            if (_buffer.WrittenCount >= FlushAboveBytes)
+            {
+                output.Write(_buffer.WrittenSpan);
+                _buffer.ResetWrittenCount();
+            }
+        }
+
+        if (_buffer.WrittenCount > 0)
+        {
+            output.Write(_buffer.WrittenSpan);
+            _buffer.ResetWrittenCount();
+        }
+
+        output.Flush();
     }
 
     /// <summary>
@@ -102,19 +124,16 @@ internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDis
 /// <summary>Lets the <c>Serilog</c> configuration section name the sink: <c>"WriteTo": [{ "Name": "GatewayStdout" }]</c> with <c>"Using": ["Gateway"]</c>.</summary>
 public static class GatewayStdoutSinkExtensions
 {
+    private const int BatchSizeLimit = 1000;
+
     public static LoggerConfiguration GatewayStdout(
         this LoggerSinkConfiguration sinks,
         LogEventLevel restrictedToMinimumLevel = LogEventLevel.Verbose,
         int bufferingMilliseconds = 100)
     {
         ArgumentNullException.ThrowIfNull(sinks);
-        var options = new BatchingOptions
-        {
-            BatchSizeLimit = 1000,
-            BufferingTimeLimit = TimeSpan.FromMilliseconds(Math.Max(1, bufferingMilliseconds)),
-            EagerlyEmitFirstEvent = true,
-            QueueLimit = null,
-        };
-        return sinks.Sink(new StdoutClefSink(), options, restrictedToMinimumLevel);
+        return sinks.Sink(
+            new IntervalBatchingSink(new StdoutClefSink(), TimeSpan.FromMilliseconds(Math.Max(1, bufferingMilliseconds)), BatchSizeLimit, TimeProvider.System),
+            restrictedToMinimumLevel);
     }
 }

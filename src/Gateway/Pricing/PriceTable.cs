@@ -15,12 +15,14 @@ internal sealed partial class PriceTable
     public const decimal MaxPrice = 10_000m;
 
     private readonly FrozenDictionary<string, ModelPrice> _models;
+    private readonly FrozenDictionary<string, ModelPrice>.AlternateLookup<ReadOnlySpan<char>> _modelsByName;
 
     public PriceTable(DateOnly? asOf, IReadOnlyDictionary<string, ModelPrice> models, string source)
     {
         AsOf = asOf;
         Source = source;
         _models = models.ToFrozenDictionary(StringComparer.Ordinal);
+        _modelsByName = _models.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     public static PriceTable Empty { get; } = new(null, new Dictionary<string, ModelPrice>(), "(none)");
@@ -48,8 +50,13 @@ internal sealed partial class PriceTable
             return true;
         }
 
-        var snapshot = DatedSnapshot().Match(model);
-        return snapshot.Success && _models.TryGetValue(model[..snapshot.Index], out price);
+        // A dated snapshot priced as its family: matched and looked up without a Match object or a substring per request.
+        foreach (var snapshot in DatedSnapshot().EnumerateMatches(model))
+        {
+            return _modelsByName.TryGetValue(model.AsSpan(0, snapshot.Index), out price);
+        }
+
+        return false;
     }
 
     /// <summary>This table with <paramref name="overrides"/> replacing (or adding) single models' prices.</summary>

@@ -58,14 +58,14 @@ internal static class RateLimitHeaders
         {
             headers[LimitRequests] = RequestLimitText.Of(requestLimit);
             headers[RemainingRequests] = Math.Max(0, status.RequestRemaining).ToString(CultureInfo.InvariantCulture);
-            headers[ResetRequests] = FormatDuration(status.RequestReset);
+            headers[ResetRequests] = RequestResetText.Of(status.RequestReset);
         }
 
         if (status.TokenLimit is { } tokenLimit)
         {
             headers[LimitTokens] = TokenLimitText.Of(tokenLimit);
             headers[RemainingTokens] = Math.Max(0, status.TokenRemaining).ToString(CultureInfo.InvariantCulture);
-            headers[ResetTokens] = FormatDuration(status.TokenReset);
+            headers[ResetTokens] = TokenResetText.Of(status.TokenReset);
         }
     }
 
@@ -127,6 +127,8 @@ internal static class RateLimitHeaders
         length += written;
     }
 
+    private static readonly ResetText RequestResetText = new();
+    private static readonly ResetText TokenResetText = new();
     private static readonly LimitText RequestLimitText = new();
     private static readonly LimitText TokenLimitText = new();
 
@@ -149,5 +151,30 @@ internal static class RateLimitHeaders
         }
 
         private sealed record Entry(long Value, string Text);
+    }
+
+    /// <summary>
+    /// A reset is written to the millisecond (rounded up, as <see cref="FormatDuration"/> does), so the requests of one
+    /// millisecond share its text: the last one is reused.
+    /// </summary>
+    private sealed class ResetText
+    {
+        private Entry? _last;
+
+        public string Of(TimeSpan reset)
+        {
+            var milliseconds = reset <= TimeSpan.Zero ? 0 : (long)Math.Ceiling(reset.TotalMilliseconds);
+            var last = _last;
+            if (last is not null && last.Milliseconds == milliseconds)
+            {
+                return last.Text;
+            }
+
+            var entry = new Entry(milliseconds, FormatDuration(TimeSpan.FromMilliseconds(milliseconds)));
+            _last = entry;
+            return entry.Text;
+        }
+
+        private sealed record Entry(long Milliseconds, string Text);
     }
 }

@@ -143,6 +143,9 @@ internal sealed class JsonFieldScanner
 
     public string? GetString(ScanField field) => Has(field) && !IsNullLiteral(field) ? JsonText.Decode(Raw(field)) : null;
 
+    /// <summary>Like <see cref="GetString"/> for values that repeat across requests (types, statuses, models): see <see cref="RepeatedStrings"/>.</summary>
+    public string? GetRepeatedString(ScanField field) => Has(field) && !IsNullLiteral(field) ? RepeatedStrings.Decode(Raw(field)) : null;
+
     public bool StringEquals(ScanField field, ReadOnlySpan<byte> expected) => Has(field) && Raw(field).SequenceEqual(expected);
 
     public long? GetInt64(ScanField field) =>

@@ -67,7 +67,8 @@ internal sealed class UsageEventWriter
     private static readonly ScalarValue[] SmallInts = [.. Enumerable.Range(0, 600).Select(i => new ScalarValue(i))];
     private static readonly ScalarValue[] SmallLongs = [.. Enumerable.Range(0, 256).Select(i => new ScalarValue((long)i))];
 
-    // Only strings the gateway itself chose (endpoint names, outcomes, usage sources, HTTP method constants): a bounded set.
+    // Only strings the gateway itself chose (endpoint names, outcomes, usage sources, HTTP method constants) or its
+    // configuration names (tenant ids, upstream names): a bounded set.
     private static readonly ConcurrentDictionary<string, ScalarValue> Constants = new(StringComparer.Ordinal);
 
     private readonly Serilog.ILogger _logger;
@@ -89,7 +90,7 @@ internal sealed class UsageEventWriter
 
         var properties = new Dictionary<string, LogEventPropertyValue>(PropertyCapacity)
         {
-            ["Tenant"] = Text(usage.Tenant),
+            ["Tenant"] = Constant(usage.Tenant),
             ["Endpoint"] = Constant(usage.Endpoint),
             ["RequestedModel"] = Text(usage.RequestedModel),
             ["Model"] = Text(usage.Model),
@@ -111,7 +112,7 @@ internal sealed class UsageEventWriter
             ["UpstreamRequestId"] = Text(usage.UpstreamRequestId),
             ["Method"] = Method(usage.Method),
             ["Path"] = Text(usage.Path),
-            ["Upstream"] = Text(usage.Upstream),
+            ["Upstream"] = usage.Upstream is { } upstream ? Constant(upstream) : Null,
             ["Attempts"] = Number(usage.Attempts),
             ["EventId"] = EventIdValue,
             ["SourceContext"] = SourceContextValue,

@@ -84,9 +84,9 @@ internal sealed class UsageInterpreter(OutputTokenTally tally)
 
         // A whole JSON body: Responses, chat, embeddings, conversations, compaction.
         Usage.ObjectId ??= s.GetString(ScanField.Id);
-        Usage.ObjectType = s.GetString(ScanField.Object);
-        Usage.Model = s.GetString(ScanField.Model) ?? Usage.Model;
-        Usage.ResponseStatus = s.GetString(ScanField.Status);
+        Usage.ObjectType = s.GetRepeatedString(ScanField.Object);
+        Usage.Model = s.GetRepeatedString(ScanField.Model) ?? Usage.Model;
+        Usage.ResponseStatus = s.GetRepeatedString(ScanField.Status);
         Usage.ConversationId = s.GetString(ScanField.ConversationId);
         Usage.Background = s.GetBoolean(ScanField.Background);
         ReadUsage(s);
@@ -114,8 +114,8 @@ internal sealed class UsageInterpreter(OutputTokenTally tally)
                 ObjectIdJustSeen = true;
             }
 
-            Usage.Model ??= s.GetString(ScanField.Model);
-            Usage.ResponseStatus = s.GetString(ScanField.Status) ?? Usage.ResponseStatus;
+            Usage.Model ??= s.GetRepeatedString(ScanField.Model);
+            Usage.ResponseStatus = s.GetRepeatedString(ScanField.Status) ?? Usage.ResponseStatus;
             Usage.ConversationId ??= s.GetString(ScanField.ConversationId);
             Usage.Background ??= s.GetBoolean(ScanField.Background);
             return;
@@ -126,8 +126,8 @@ internal sealed class UsageInterpreter(OutputTokenTally tally)
             Usage.SawEnd = true;
             Usage.ObjectId ??= s.GetString(ScanField.Id);
             Usage.ObjectType ??= "response";
-            Usage.Model = s.GetString(ScanField.Model) ?? Usage.Model;
-            Usage.ResponseStatus = s.GetString(ScanField.Status) ?? System.Text.Encoding.ASCII.GetString(type["response."u8.Length..]);
+            Usage.Model = s.GetRepeatedString(ScanField.Model) ?? Usage.Model;
+            Usage.ResponseStatus = s.GetRepeatedString(ScanField.Status) ?? System.Text.Encoding.ASCII.GetString(type["response."u8.Length..]);
             Usage.ConversationId ??= s.GetString(ScanField.ConversationId);
             ReadUsage(s);
             return;
@@ -149,7 +149,7 @@ internal sealed class UsageInterpreter(OutputTokenTally tally)
             ObjectIdJustSeen = true;
         }
 
-        Usage.Model ??= s.GetString(ScanField.Model);
+        Usage.Model ??= s.GetRepeatedString(ScanField.Model);
         if (s.Has(ScanField.ChatDeltaContent))
         {
             tally.AddJsonString(s.Raw(ScanField.ChatDeltaContent));

@@ -179,7 +179,8 @@ internal sealed class UsageObserver : IDisposable
         _scanner.Reset();
         _scanner.ReleaseArena();
         _format = BodyFormat.None;
-        _interpreter.Begin(UsageShape.None, new ObservedUsage());
+        // Keeps this request's (finished) usage until the next Attach replaces it: no new object per request just to let go of it.
+        _interpreter.Begin(UsageShape.None, _interpreter.Usage);
     }
 }
 
