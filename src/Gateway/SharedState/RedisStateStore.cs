@@ -5,7 +5,8 @@ using StackExchange.Redis;
 namespace Gateway.SharedState;
 
 /// <summary>
-/// The cluster store. Every admission and every settle is one Lua script, so one atomic round trip;
+/// The cluster store. Every admission and every settle is one Lua script, so one atomic round trip (calls of one tenant
+/// made while another of its calls is in flight are sent together, as one call, by <see cref="RedisGroupCommit"/>);
 /// every key expires on its own; all keys of a tenant share the hash tag <c>{t:tenant}</c>, so the
 /// scripts run unchanged on Redis Cluster.
 /// </summary>
@@ -168,12 +169,19 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         """;
 
     // One per store, so per connection: which scripts its servers have loaded (RedisScript).
-    private readonly RedisScript _admitScript = new(AdmitScriptText);
-    private readonly RedisScript _settleScript = new(SettleScriptText);
+    // Admissions and settles of one tenant in flight at once go as one script call (RedisGroupCommit).
+    private readonly RedisGroupCommit _admissions = new(redis, AdmitScriptText, keysPerItem: 7, valuesPerItem: 17);
+    private readonly RedisGroupCommit _settles = new(redis, SettleScriptText, keysPerItem: 19, valuesPerItem: 26);
     private readonly RedisScript _readScript = new(ReadScriptText);
     private readonly RedisOwnershipStore _owners = new(redis, keyPrefix);
 
     public string Kind => "redis";
+
+    /// <summary>Admission batches sent (calls carrying two admissions or more), and the admissions they carried.</summary>
+    internal (long Calls, long Items) AdmissionBatches => (_admissions.BatchCalls, _admissions.BatchedItems);
+
+    /// <summary>Settle batches sent, and the settles they carried.</summary>
+    internal (long Calls, long Items) SettleBatches => (_settles.BatchCalls, _settles.BatchedItems);
 
     public async ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
@@ -181,7 +189,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var limits = request.Limits;
         var prefix = TenantPrefix(request.TenantId);
         var now = w.Now.ToUnixTimeMilliseconds();
-        var result = await _admitScript.EvaluateAsync(redis.GetDatabase(),
+        var result = await _admissions.EvaluateAsync(request.TenantId,
             [
                 prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases",
                 prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
@@ -228,7 +236,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             held = ((long)values[1], (long)values[2], (long)values[3]);
         }
 
-        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await _settleScript.EvaluateAsync(redis.GetDatabase(),
+        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await _settles.EvaluateAsync(request.TenantId,
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
