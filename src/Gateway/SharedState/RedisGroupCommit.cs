@@ -94,33 +94,57 @@ internal sealed class RedisGroupCommit
 
     private async Task<RedisResult> RunAloneAsync(Lane lane, RedisKey[] keys, RedisValue[] values)
     {
+        RedisResult result;
         try
         {
-            return await _single.EvaluateAsync(_redis.GetDatabase(), keys, values);
+            result = await _single.EvaluateAsync(_redis.GetDatabase(), keys, values);
         }
-        finally
+        catch (Exception ex)
         {
-            SendWaiting(lane);
+            SendWaiting(lane, ex);
+            throw;
         }
+
+        SendWaiting(lane, null);
+        return result;
     }
 
-    /// <summary>The lane's call answered: sends what queued meanwhile, or marks the lane idle.</summary>
-    private void SendWaiting(Lane lane)
+    /// <summary>
+    /// The lane's call answered: sends what queued meanwhile, or marks the lane idle. When the call timed out or lost its
+    /// connection, what queued behind it fails at once with the same error (as calls pipelined on that connection would
+    /// have), rather than each waiting out another RedisTimeout: a queued item waits for one call at most, then its own.
+    /// </summary>
+    private void SendWaiting(Lane lane, Exception? failure)
     {
         Waiting[] batch;
         lock (lane)
         {
-            if (lane.Queue.Count == 0)
+            if (lane.Queue.Count == 0 || failure is RedisConnectionException or TimeoutException)
             {
+                batch = [.. lane.Queue];
+                lane.Queue.Clear();
                 lane.InFlight = false;
-                return;
+            }
+            else
+            {
+                batch = new Waiting[Math.Min(lane.Queue.Count, MaxBatch)];
+                for (var i = 0; i < batch.Length; i++)
+                {
+                    batch[i] = lane.Queue.Dequeue();
+                }
+
+                failure = null;
+            }
+        }
+
+        if (failure is not null || batch.Length == 0)
+        {
+            foreach (var waiting in batch)
+            {
+                waiting.Result.TrySetException(failure!);
             }
 
-            batch = new Waiting[Math.Min(lane.Queue.Count, MaxBatch)];
-            for (var i = 0; i < batch.Length; i++)
-            {
-                batch[i] = lane.Queue.Dequeue();
-            }
+            return;
         }
 
         _ = RunBatchAsync(lane, batch);
@@ -154,7 +178,7 @@ internal sealed class RedisGroupCommit
         }
 
         // The next batch leaves before this one's callers resume (their continuations run asynchronously).
-        SendWaiting(lane);
+        SendWaiting(lane, failure);
         for (var i = 0; i < batch.Length; i++)
         {
             if (failure is null)
