@@ -51,22 +51,26 @@ internal sealed class RedisGroupCommit
     /// <summary>
     /// The batch script: the body becomes a Lua function whose parameters shadow <c>KEYS</c> and <c>ARGV</c>, run once per
     /// item. ARGV: 1 item count, then per item the indices (into KEYS) of its keys, then its values.
+    /// The item's tables are written out as constructors (<c>{ KEYS[tonumber(ARGV[p])], … }</c>), which Lua sizes once,
+    /// rather than filled in a loop, which grows them several times per item.
     /// </summary>
-    internal static string BatchScript(string body, int keysPerItem, int valuesPerItem) => string.Create(CultureInfo.InvariantCulture, $$"""
-        local function item(KEYS, ARGV)
-        {{body}}
-        end
-        local results = {}
-        local p = 2
-        for i = 1, tonumber(ARGV[1]) do
-          local k = {}
-          for j = 1, {{keysPerItem}} do k[j] = KEYS[tonumber(ARGV[p])]; p = p + 1 end
-          local a = {}
-          for j = 1, {{valuesPerItem}} do a[j] = ARGV[p]; p = p + 1 end
-          results[i] = item(k, a)
-        end
-        return results
-        """);
+    internal static string BatchScript(string body, int keysPerItem, int valuesPerItem)
+    {
+        var keys = string.Join(", ", Enumerable.Range(0, keysPerItem).Select(j => string.Create(CultureInfo.InvariantCulture, $"KEYS[tonumber(ARGV[p + {j}])]")));
+        var values = string.Join(", ", Enumerable.Range(keysPerItem, valuesPerItem).Select(j => string.Create(CultureInfo.InvariantCulture, $"ARGV[p + {j}]")));
+        return string.Create(CultureInfo.InvariantCulture, $$"""
+            local function item(KEYS, ARGV)
+            {{body}}
+            end
+            local results = {}
+            local p = 2
+            for i = 1, tonumber(ARGV[1]) do
+              results[i] = item({ {{keys}} }, { {{values}} })
+              p = p + {{keysPerItem + valuesPerItem}}
+            end
+            return results
+            """);
+    }
 
     /// <summary>Runs the script for one tenant's item, alone or in a batch with the tenant's other waiting items.</summary>
     public Task<RedisResult> EvaluateAsync(string tenantId, RedisKey[] keys, RedisValue[] values)
