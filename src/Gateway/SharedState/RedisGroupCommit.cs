@@ -30,11 +30,13 @@ internal sealed class RedisGroupCommit
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
 
     /// <param name="body">The script: reads its item's <c>KEYS</c> and <c>ARGV</c> and returns its result.</param>
-    public RedisGroupCommit(IConnectionMultiplexer redis, string body, int keysPerItem, int valuesPerItem)
+    /// <param name="batch">How a batch differs, if it does: Lua run before the items (whose locals the item body sees),
+    /// the item body to run instead of <paramref name="body"/>, and Lua run after the items.</param>
+    public RedisGroupCommit(IConnectionMultiplexer redis, string body, int keysPerItem, int valuesPerItem, BatchParts? batch = null)
     {
         _redis = redis;
         _single = new RedisScript(body);
-        _batch = new RedisScript(BatchScript(body, keysPerItem, valuesPerItem));
+        _batch = new RedisScript(BatchScript(batch ?? new BatchParts("", body, ""), keysPerItem, valuesPerItem));
         _keysPerItem = keysPerItem;
         _valuesPerItem = valuesPerItem;
     }
@@ -54,13 +56,14 @@ internal sealed class RedisGroupCommit
     /// The item's tables are written out as constructors (<c>{ KEYS[tonumber(ARGV[p])], … }</c>), which Lua sizes once,
     /// rather than filled in a loop, which grows them several times per item.
     /// </summary>
-    internal static string BatchScript(string body, int keysPerItem, int valuesPerItem)
+    internal static string BatchScript(BatchParts parts, int keysPerItem, int valuesPerItem)
     {
         var keys = string.Join(", ", Enumerable.Range(0, keysPerItem).Select(j => string.Create(CultureInfo.InvariantCulture, $"KEYS[tonumber(ARGV[p + {j}])]")));
         var values = string.Join(", ", Enumerable.Range(keysPerItem, valuesPerItem).Select(j => string.Create(CultureInfo.InvariantCulture, $"ARGV[p + {j}]")));
         return string.Create(CultureInfo.InvariantCulture, $$"""
+            {{parts.Prologue}}
             local function item(KEYS, ARGV)
-            {{body}}
+            {{parts.ItemBody}}
             end
             local results = {}
             local p = 2
@@ -68,6 +71,7 @@ internal sealed class RedisGroupCommit
               results[i] = item({ {{keys}} }, { {{values}} })
               p = p + {{keysPerItem + valuesPerItem}}
             end
+            {{parts.Epilogue}}
             return results
             """);
     }
@@ -223,6 +227,9 @@ internal sealed class RedisGroupCommit
 
         return ([.. keys], values);
     }
+
+    /// <summary>What a batch script runs before its items, per item, and after them.</summary>
+    internal sealed record BatchParts(string Prologue, string ItemBody, string Epilogue);
 
     private sealed class Lane
     {
