@@ -64,7 +64,8 @@ public sealed class RedisGroupCommitTests
     {
         await using var target = await Target.StartAsync(topology);
         var time = new FakeTimeProvider(new DateTimeOffset(2031, 3, 12, 10, 15, 30, TimeSpan.Zero));
-        var redis = new RedisStateStore(target.Connection, "gc" + Guid.NewGuid().ToString("N")[..8]);
+        var prefix = "gc" + Guid.NewGuid().ToString("N")[..8];
+        var redis = new RedisStateStore(target.Connection, prefix);
         var memory = new MemoryStateStore(time);
         ISharedStateStore[] stores = [redis, memory];
         var limits = new TenantLimitsOptions { TokensPerMinute = 100_000, MaxConcurrentRequests = 20 };
@@ -89,15 +90,16 @@ public sealed class RedisGroupCommitTests
         time.Advance(TimeSpan.FromMinutes(1));
         var now = QuotaWindows.At(time.GetUtcNow());
 
+        // The first (alone) writes nothing in this minute, so the batch creates this minute's counter: with its expiry.
         SettleRequest[] settles =
         [
+            Settle(reservations[3], 0, now),
             Settle(reservations[0], 80, now, claim: "resp_0", input: 50, microUsd: 11),
             Settle(reservations[1], 120, now, claim: "resp_1", input: 70, estimated: true, microUsd: 13),
             Settle(null, 130, now, claim: "resp_1", input: 70, microUsd: 17),
             Settle(null, 250, now, claim: "resp_bg", input: 200, microUsd: 30),
             Settle(previousMinute, 90, now, claim: "resp_6", input: 40, conversation: "conv_1", microUsd: 9),
             Settle(reservations[2], 60, now, claim: "resp_0", input: 10),
-            Settle(reservations[3], 0, now),
             Settle(reservations[4], 0, now, hold: "resp_bg2"),
             Settle(reservations[5], 55, now, claim: "resp_5", input: 5, conversation: "conv_1", microUsd: 3),
         ];
@@ -114,8 +116,8 @@ public sealed class RedisGroupCommitTests
         // The first settle went alone, the other eight in one call; the held claim came back for its windows and went again alone.
         Assert.Equal((1L, settles.Length - 1L), redis.SettleBatches);
         Assert.Equal(expected, results);
-        Assert.True(results[2].Correction is { TotalTokens: 10 }, "the real usage behind its estimate in the same batch is corrected");
-        Assert.False(results[5].First);
+        Assert.True(results[3].Correction is { TotalTokens: 10 }, "the real usage behind its estimate in the same batch is corrected");
+        Assert.False(results[6].First);
         foreach (var windows in new[] { first, second, now })
         {
             Assert.Equal(await memory.ReadCountersAsync(Tenant, windows, CancellationToken.None), await redis.ReadCountersAsync(Tenant, windows, CancellationToken.None));
@@ -126,6 +128,10 @@ public sealed class RedisGroupCommitTests
             Assert.Equal(await memory.GetContextTokensAsync(Tenant, response, conversation, CancellationToken.None),
                 await redis.GetContextTokensAsync(Tenant, response, conversation, CancellationToken.None));
         }
+
+        var minuteCounter = $"{prefix}:{{t:{Tenant}}}:tm:{now.Minute}";
+        Assert.NotEqual(0, (long)await target.Connection.GetDatabase().StringGetAsync(minuteCounter));
+        Assert.NotNull(await target.Connection.GetDatabase().KeyTimeToLiveAsync(minuteCounter));
 
         // The later hold is kept, and its usage is counted once when seen.
         time.Advance(TimeSpan.FromSeconds(10));
