@@ -5,7 +5,8 @@ using StackExchange.Redis;
 namespace Gateway.SharedState;
 
 /// <summary>
-/// The cluster store. Every admission and every settle is one Lua script, so one atomic round trip;
+/// The cluster store. Every admission and every settle is one Lua script, so one atomic round trip (calls of one tenant
+/// made while another of its calls is in flight are sent together, as one call, by <see cref="RedisGroupCommit"/>);
 /// every key expires on its own; all keys of a tenant share the hash tag <c>{t:tenant}</c>, so the
 /// scripts run unchanged on Redis Cluster.
 /// </summary>
@@ -80,7 +81,9 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     // to now's (7-9), where it was spent.
     // The held reservation is read once (it is written only by a hold, which never reads it), and counters move with
     // IncrLua (issue #15).
-    private const string SettleScriptText = """
+    private const string SettleScriptText = SettleScriptHead + IncrLua + SettleScriptRest;
+
+    private const string SettleScriptHead = """
         local held = nil
         if ARGV[1] == '1' and not (ARGV[6] == '1' and ARGV[3] == '1') then
           held = redis.call('HMGET', KEYS[2], 'r', 'm', 'd', 'mo', 'until', 'ru')
@@ -88,7 +91,28 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             return { -1, tonumber(held[2]), tonumber(held[3]), tonumber(held[4]) }
           end
         end
-        """ + IncrLua + """
+        """;
+
+    // The settle never reads a counter (nor returns one): it only moves them. So in a batch (RedisGroupCommit) its
+    // increments are summed per key and applied once per key when the batch's items are done (one INCRBY per counter
+    // per batch instead of one per item and counter), the counter's expiry set as IncrLua does, when INCRBY creates it.
+    // Nothing outside the script sees the counters in between (a script runs atomically); a sum of 0 writes nothing.
+    private const string SettleBatchPrologue = """
+        local sums, ttls, order = {}, {}, {}
+        local function incr(key, delta, ttl)
+          if sums[key] == nil then sums[key] = 0; ttls[key] = ttl; order[#order + 1] = key end
+          sums[key] = sums[key] + delta
+        end
+        """;
+
+    private const string SettleBatchEpilogue = """
+        for _, key in ipairs(order) do
+          local delta = sums[key]
+          if delta ~= 0 and redis.call('INCRBY', key, delta) == delta then redis.call('PEXPIRE', key, ttls[key]) end
+        end
+        """;
+
+    private const string SettleScriptRest = """
         local function add(tm, td, tmo, delta)
           if delta ~= 0 then incr(tm, delta, ARGV[10]); incr(td, delta, ARGV[11]); incr(tmo, delta, ARGV[12]) end
         end
@@ -168,12 +192,20 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         """;
 
     // One per store, so per connection: which scripts its servers have loaded (RedisScript).
-    private readonly RedisScript _admitScript = new(AdmitScriptText);
-    private readonly RedisScript _settleScript = new(SettleScriptText);
+    // Admissions and settles of one tenant in flight at once go as one script call (RedisGroupCommit).
+    private readonly RedisGroupCommit _admissions = new(redis, AdmitScriptText, keysPerItem: 7, valuesPerItem: 17);
+    private readonly RedisGroupCommit _settles = new(redis, SettleScriptText, keysPerItem: 19, valuesPerItem: 26,
+        new RedisGroupCommit.BatchParts(SettleBatchPrologue, SettleScriptHead + "\n" + SettleScriptRest, SettleBatchEpilogue));
     private readonly RedisScript _readScript = new(ReadScriptText);
     private readonly RedisOwnershipStore _owners = new(redis, keyPrefix);
 
     public string Kind => "redis";
+
+    /// <summary>Admission batches sent (calls carrying two admissions or more), and the admissions they carried.</summary>
+    internal (long Calls, long Items) AdmissionBatches => (_admissions.BatchCalls, _admissions.BatchedItems);
+
+    /// <summary>Settle batches sent, and the settles they carried.</summary>
+    internal (long Calls, long Items) SettleBatches => (_settles.BatchCalls, _settles.BatchedItems);
 
     public async ValueTask<AdmissionResult> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
@@ -181,7 +213,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var limits = request.Limits;
         var prefix = TenantPrefix(request.TenantId);
         var now = w.Now.ToUnixTimeMilliseconds();
-        var result = await _admitScript.EvaluateAsync(redis.GetDatabase(),
+        var result = await _admissions.EvaluateAsync(request.TenantId,
             [
                 prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases",
                 prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
@@ -228,7 +260,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             held = ((long)values[1], (long)values[2], (long)values[3]);
         }
 
-        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await _settleScript.EvaluateAsync(redis.GetDatabase(),
+        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await _settles.EvaluateAsync(request.TenantId,
             [
                 prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
                 prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
