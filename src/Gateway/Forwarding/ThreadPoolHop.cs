@@ -15,7 +15,7 @@ namespace Gateway.Forwarding;
 /// </summary>
 internal sealed class ThreadPoolHop
 {
-    /// <summary>The body above which closing a request without usage hops: estimating 1 KiB tokenizes for ~50-150 µs (docs/benchmarks.md).</summary>
+    /// <summary>The body above which closing a request without usage hops: estimating 1 KiB of text tokenizes for ~0.1-0.2 ms (docs/benchmarks.md).</summary>
     public const int EstimateAboveBytes = 1024;
 
     /// <summary>A single upstream read above which the usage tee hops before observing it (a typical SSE read is a few events).</summary>
