@@ -61,9 +61,13 @@ COPY --from=build /src/out/gateway ./
 # DOTNET_TC_CallCountingDelayMs=0: tiered compilation starts counting calls (and moving hot code to optimised tier 1)
 # at once instead of after a quiet 100 ms, which a loaded pod never has (x10 on one CPU): a pod started under load
 # reaches full speed sooner. It changes only the start; docs/benchmarks.md "Cold start under load (#15)".
+# DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1: socket completions run on the epoll threads (one per CPU) instead of
+# a hop to the thread pool each: -10% CPU per request on one CPU (docs/benchmarks.md "Inline socket completions (#15,
+# fourth pass)"). The gateway's CPU-heavy stages over large inputs hop to the pool themselves (Forwarding/ThreadPoolHop).
 ENV ASPNETCORE_HTTP_PORTS= \
     DOTNET_CLI_TELEMETRY_OPTOUT=1 \
-    DOTNET_TC_CallCountingDelayMs=0
+    DOTNET_TC_CallCountingDelayMs=0 \
+    DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1
 # Numeric, so Kubernetes' runAsNonRoot can verify it without a runAsUser.
 USER $APP_UID
 EXPOSE 8080

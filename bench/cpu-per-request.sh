@@ -6,6 +6,8 @@
 #   bash bench/cpu-per-request.sh --baseline-dir=/tmp/gw-before         A/B in one run: a third target `baseline`, rounds alternating
 #   bash bench/cpu-per-request.sh --switches ...     also context switches and CPU migrations per request (perf stat -p, each round)
 #   CPU_BENCH_BASELINE_ENV="DOTNET_gcServer=0" bash bench/cpu-per-request.sh --baseline-dir=<same build>   A/B of a runtime setting
+#   CPU_BENCH_ENV="DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1" ...   environment of the gateway and the yarp floor alike (not the baseline)
+#   CPU_BENCH_YARP_ARGS="--unsafe-inline-scheduling"   extra BareProxy arguments, to keep the floor like for like with a gateway setting
 # Why CPU per request and not throughput: on a shared machine other processes take the core away, which changes
 # req/s a lot but the process's own utime+stime per request much less. Allocations are not affected by load at all.
 # CPU: utime+stime of the target process (/proc/PID/stat, all threads) before and after each wrk round, divided by
@@ -57,9 +59,11 @@ dotnet publish "$ROOT/bench/BareProxy" -c Release -o "$WORK/bare" --nologo -v q 
 write_bench_config "$WORK/gateway.json" "$KEY"
 
 taskset -c "$TARGET_CPU" dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >"$WORK/fake.log" 2>&1 & PIDS+=($!)
-taskset -c "$TARGET_CPU" dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
+# shellcheck disable=SC2086 # CPU_BENCH_ENV and CPU_BENCH_YARP_ARGS are lists of words
+env ${CPU_BENCH_ENV:-} taskset -c "$TARGET_CPU" dotnet "$WORK/bare/BareProxy.dll" --urls "http://127.0.0.1:$P_YARP" --upstream "http://127.0.0.1:$P_FAKE" ${CPU_BENCH_YARP_ARGS:-} >"$WORK/bare.log" 2>&1 & PIDS+=($!)
 YARP_PID=$!
-env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
+# shellcheck disable=SC2086
+env ${CPU_BENCH_ENV:-} GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
     ConnectionStrings__Redis="" Urls="http://127.0.0.1:$P_GW" \
     taskset -c "$TARGET_CPU" dotnet "$GATEWAY_DIR/Gateway.dll" >"$WORK/$LABEL.log" 2>&1 & PIDS+=($!)
 GW_PID=$!

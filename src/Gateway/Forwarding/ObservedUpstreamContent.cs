@@ -14,9 +14,11 @@ internal sealed class ObservedUpstreamContent : HttpContent
     private readonly UpstreamCall _call;
     private readonly UsageObserver? _observer;
     private readonly ICollection<string>? _encodings;
+    private readonly ThreadPoolHop _hops;
 
-    public ObservedUpstreamContent(HttpContent inner, UpstreamCall call, UsageObserver? observer, string? encoding)
+    public ObservedUpstreamContent(HttpContent inner, UpstreamCall call, UsageObserver? observer, string? encoding, ThreadPoolHop hops)
     {
+        _hops = hops;
         _inner = inner;
         _call = call;
         _observer = observer;
@@ -35,7 +37,7 @@ internal sealed class ObservedUpstreamContent : HttpContent
             stream = ContentDecoding.Decode(stream, _encodings);
         }
 
-        return new ObservedUpstreamStream(stream, _call, _observer);
+        return new ObservedUpstreamStream(stream, _call, _observer, _hops);
     }
 
     protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);

@@ -16,12 +16,14 @@ internal sealed class ObservedUpstreamStream : Stream
     private readonly UpstreamCall _call;
     private readonly UsageObserver? _observer;
     private readonly ChatUsageChunkFilter? _filter;
+    private readonly ThreadPoolHop _hops;
     private byte[]? _tail;
     private int _tailOffset;
     private bool _ended;
 
-    public ObservedUpstreamStream(Stream inner, UpstreamCall call, UsageObserver? observer)
+    public ObservedUpstreamStream(Stream inner, UpstreamCall call, UsageObserver? observer, ThreadPoolHop hops)
     {
+        _hops = hops;
         _inner = inner;
         _call = call;
         _observer = observer;
@@ -116,9 +118,11 @@ internal sealed class ObservedUpstreamStream : Stream
             _call.FirstByteTimestamp = _call.Clock.GetTimestamp();
         }
 
-        if (_filter is null)
+        if (_filter is null && _observer is not null)
         {
-            _observer?.Observe(buffer.Span[..read]);
+            // Observing (and tokenizing the text of) a large read is CPU-bound: not on the upstream socket's thread.
+            await _hops.Above(read, ThreadPoolHop.ObserveAboveBytes, "usage_tee");
+            _observer.Observe(buffer.Span[..read]);
         }
 
         if (_observer is { ObjectIdJustSeen: true } && _call.ObjectIdentified is { } onIdentified)

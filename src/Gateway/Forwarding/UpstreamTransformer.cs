@@ -16,7 +16,7 @@ namespace Gateway.Forwarding;
 /// carries that request's <see cref="UpstreamCall"/> and target.
 /// </summary>
 internal sealed class UpstreamTransformer(
-    UsageObserverFactory observers, GatewayMetrics metrics, ILogger<UpstreamTransformer> logger)
+    UsageObserverFactory observers, GatewayMetrics metrics, ThreadPoolHop hops, ILogger<UpstreamTransformer> logger)
 {
     public const string GatewayRequestIdHeader = "x-gateway-request-id";
 
@@ -135,7 +135,7 @@ internal sealed class UpstreamTransformer(
         {
             var observer = format == BodyFormat.None ? null : observers.Attach(format, call.Request.Route!.Usage);
             call.Observer = observer;
-            proxyResponse.Content = new ObservedUpstreamContent(content, call, observer, decompress ? encoding.Last() : null);
+            proxyResponse.Content = new ObservedUpstreamContent(content, call, observer, decompress ? encoding.Last() : null, hops);
         }
 
         return copy;

@@ -33,6 +33,7 @@ internal static class GatewayServiceExtensions
         services.AddHttpForwarder();
         services.AddUpstreamPool();
         services.AddSingleton<UpstreamTransformer>();
+        services.AddSingleton<ThreadPoolHop>();
         services.AddSingleton<UpstreamForwarder>();
 
         services.AddSingleton<TokenCounter>();

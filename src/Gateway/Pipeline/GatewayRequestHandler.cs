@@ -30,6 +30,7 @@ internal sealed class GatewayRequestHandler(
     UsageAccounting accounting,
     BodyReadLimiter bodyReads,
     TimeProvider clock,
+    ThreadPoolHop hops,
     ILogger<GatewayRequestHandler> logger)
 {
     /// <summary>Bodies above this (or of unknown length) are admitted for slot and RPM before they are read.</summary>
@@ -262,6 +263,8 @@ internal sealed class GatewayRequestHandler(
         try
         {
             var outcome = DecideOutcome(journey);
+            // Without the upstream's usage the bill may estimate the body (o200k): a large one not on the upstream socket's thread.
+            await hops.Above(outcome.Usage.HasUsage ? 0 : request.Body?.Length ?? 0, ThreadPoolHop.EstimateAboveBytes, "accounting");
             var bill = accounting.Bill(request, outcome, journey.Admission.Reservation?.ContextTokens ?? 0);
             SettleResult settled;
             try

@@ -5,6 +5,7 @@ using Gateway.Forwarding;
 using Gateway.Requests;
 using Gateway.Routing;
 using Gateway.Tenants;
+using Gateway.Tests.Infrastructure;
 using Gateway.Usage;
 using Microsoft.AspNetCore.Http;
 
@@ -161,6 +162,6 @@ public sealed class ObservedUpstreamStreamTests
             HideChatUsageChunk = hideChatUsageChunk,
         };
         var call = new UpstreamCall(request, null, TimeProvider.System, objectIdentified: null);
-        return (new ObservedUpstreamStream(inner, call, observer), observer);
+        return (new ObservedUpstreamStream(inner, call, observer, TestHops.Instance), observer);
     }
 }

@@ -336,6 +336,32 @@ public sealed partial class DeploymentManifestTests
     }
 
     [Fact]
+    public void Dockerfile_FinalStage_InlinesSocketCompletions_AndTheBenchRunsWhatTheImageSets()
+    {
+        // -10% CPU per request (docs/benchmarks.md, inline socket completions); the heavy stages hop off the epoll
+        // thread themselves (Forwarding/ThreadPoolHop). The bench measures the gateway and the yarp floor with the
+        // image's runtime settings, so a setting added to one and not the other would skew every ratio.
+        var runtimeSettings = FinalStageEnv().Where(v => v.StartsWith("DOTNET_", StringComparison.Ordinal) && !v.StartsWith("DOTNET_CLI_", StringComparison.Ordinal)).ToArray();
+        Assert.Contains("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1", runtimeSettings);
+        foreach (var script in new[] { "bench/run.sh", "bench/open-streams.sh" })
+        {
+            var imageEnv = RepositoryPaths.Read(script).Split('\n').Single(l => l.StartsWith("IMAGE_ENV=(", StringComparison.Ordinal));
+            var listed = imageEnv["IMAGE_ENV=(".Length..imageEnv.IndexOf(')', StringComparison.Ordinal)].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(runtimeSettings.Order(StringComparer.Ordinal), listed.Order(StringComparer.Ordinal));
+        }
+    }
+
+    /// <summary>The NAME=value words of the first ENV instruction of the Dockerfile's final stage.</summary>
+    private static string[] FinalStageEnv()
+    {
+        var dockerfile = RepositoryPaths.Read("Dockerfile");
+        var final = dockerfile[dockerfile.LastIndexOf("\nFROM ", StringComparison.Ordinal)..];
+        var lines = final[(final.IndexOf("\nENV ", StringComparison.Ordinal) + 1)..].Split('\n');
+        return lines.Take(lines.TakeWhile(l => l.EndsWith('\\')).Count() + 1)
+            .SelectMany(l => l.TrimEnd('\\').Split(' ', StringSplitOptions.RemoveEmptyEntries)).Skip(1).ToArray();
+    }
+
+    [Fact]
     public void Dockerignore_AllowList_CoversEveryCopyFromTheContext_AndNothingSecret()
     {
         var patterns = RepositoryPaths.Read(".dockerignore").Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToArray();

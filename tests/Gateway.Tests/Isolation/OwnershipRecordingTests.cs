@@ -149,7 +149,7 @@ public sealed class OwnershipRecordingTests
             return Task.CompletedTask;
         });
 
-        await using var stream = new ObservedUpstreamStream(new ChunkedStream(body, chunkSize), call, observer);
+        await using var stream = new ObservedUpstreamStream(new ChunkedStream(body, chunkSize), call, observer, TestHops.Instance);
         var buffer = new byte[64 * 1024];
         int read;
         while ((read = await stream.ReadAsync(buffer)) > 0)
