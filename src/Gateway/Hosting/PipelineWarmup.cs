@@ -257,11 +257,5 @@ internal static class DroppedClefSinkExtensions
 {
     /// <summary>The real stdout sink's formatting and batching, writing to <see cref="Stream.Null"/>.</summary>
     public static LoggerConfiguration DroppedClef(this LoggerSinkConfiguration sinks) =>
-        sinks.Sink(new StdoutClefSink(Stream.Null), new BatchingOptions
-        {
-            BatchSizeLimit = 1000,
-            BufferingTimeLimit = TimeSpan.FromMilliseconds(100),
-            EagerlyEmitFirstEvent = true,
-            QueueLimit = null,
-        });
+        sinks.Sink(GatewayStdoutSinkExtensions.CreateSink(Stream.Null, bufferingMilliseconds: 100));
 }

@@ -13,11 +13,11 @@ namespace Gateway.Observability;
 /// <summary>
 /// Compact JSON (CLEF) to stdout in batches: one write per batch instead of several per event (the console sink
 /// writes through a 256-character buffer, i.e. four syscalls for a usage event). Lines are written as UTF-8 by
-/// <see cref="ClefWriter"/> into one reused buffer (no UTF-16 text and re-encoding per event). Formatting happens on Serilog's
-/// batch thread (<see cref="IntervalBatchingSink"/>), never on the request path. The queue is unbounded on purpose: usage events are
+/// <see cref="ClefWriter"/> into one reused buffer (no UTF-16 text and re-encoding per event). Formatting happens on the
+/// batch timer's thread (<see cref="IntervalBatchingSink"/>), never on the request path. The queue is unbounded on purpose: usage events are
 /// billing records and are never dropped; disposal (at shutdown) writes whatever is still queued.
 /// </summary>
-internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDisposable
+internal sealed class StdoutClefSink(Stream output) : IDisposable
 {
     /// <summary>Written to stdout once it holds this much, and at the end of every batch.</summary>
     private const int FlushAboveBytes = 64 * 1024;
@@ -30,33 +30,10 @@ internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDis
     private readonly StringWriter _fallback = new(CultureInfo.InvariantCulture);
     private Utf8JsonWriter? _json;
 
-    public StdoutClefSink()
-        : this(Console.OpenStandardOutput())
-    {
-    }
-
-    public async Task EmitBatchAsync(IReadOnlyCollection<LogEvent> batch)
-    {
-        foreach (var logEvent in batch)
-        {
-            Format(logEvent);
-            if (_buffer.WrittenCount >= FlushAboveBytes)
-            {
-                await output.WriteAsync(_buffer.WrittenMemory);
-                _buffer.ResetWrittenCount();
-            }
-        }
-
-        if (_buffer.WrittenCount > 0)
-        {
-            await output.WriteAsync(_buffer.WrittenMemory);
-            _buffer.ResetWrittenCount();
-        }
-
-        await output.FlushAsync();
-    }
-
-    /// <summary>The same as <see cref="EmitBatchAsync"/>, written synchronously (stdout has no asynchronous write: the async path only hands the write to another thread).</summary>
+    /// <summary>
+    /// Writes one batch, synchronously: stdout has no asynchronous write (an async path would only hand the write to
+    /// another thread). Called by <see cref="IntervalBatchingSink"/>, one batch at a time.
+    /// </summary>
     public void EmitBatch(IReadOnlyCollection<LogEvent> batch)
     {
         foreach (var logEvent in batch)
@@ -112,8 +89,6 @@ internal sealed class StdoutClefSink(Stream output) : IBatchedLogEventSink, IDis
         _buffer.Advance(Encoding.UTF8.GetBytes(text, _buffer.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length))));
     }
 
-    public Task OnEmptyBatchAsync() => Task.CompletedTask;
-
     public void Dispose()
     {
         _json?.Dispose();
@@ -132,8 +107,10 @@ public static class GatewayStdoutSinkExtensions
         int bufferingMilliseconds = 100)
     {
         ArgumentNullException.ThrowIfNull(sinks);
-        return sinks.Sink(
-            new IntervalBatchingSink(new StdoutClefSink(), TimeSpan.FromMilliseconds(Math.Max(1, bufferingMilliseconds)), BatchSizeLimit, TimeProvider.System),
-            restrictedToMinimumLevel);
+        return sinks.Sink(CreateSink(Console.OpenStandardOutput(), bufferingMilliseconds), restrictedToMinimumLevel);
     }
+
+    /// <summary>The stdout sink as the gateway runs it (time-batched CLEF), writing to <paramref name="output"/>.</summary>
+    internal static IntervalBatchingSink CreateSink(Stream output, int bufferingMilliseconds) =>
+        new(new StdoutClefSink(output), TimeSpan.FromMilliseconds(Math.Max(1, bufferingMilliseconds)), BatchSizeLimit, TimeProvider.System);
 }

@@ -46,7 +46,7 @@ public sealed class ClefWriterTests
     }
 
     [Fact]
-    public async Task Sink_MixedBatch_OneLinePerEventEachAsTheFormatterWritesIt()
+    public void Sink_MixedBatch_OneLinePerEventEachAsTheFormatterWritesIt()
     {
         var events = Samples().Values
             .Append(Event("{Amount:0.00} left", ("Amount", new ScalarValue(1.5))))
@@ -55,8 +55,8 @@ public sealed class ClefWriterTests
         using var stdout = new MemoryStream();
         using (var sink = new StdoutClefSink(new KeepOpenStream(stdout)))
         {
-            await sink.EmitBatchAsync(events);
-            await sink.EmitBatchAsync(events[..2]);
+            sink.EmitBatch(events);
+            sink.EmitBatch(events[..2]);
         }
 
         var lines = Encoding.UTF8.GetString(stdout.ToArray()).Split('\n');
