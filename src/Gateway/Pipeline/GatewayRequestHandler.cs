@@ -263,8 +263,8 @@ internal sealed class GatewayRequestHandler(
         try
         {
             var outcome = DecideOutcome(journey);
-            // Without the upstream's usage the bill may estimate the body (o200k): a large one not on the upstream socket's thread.
-            await hops.Above(outcome.Usage.HasUsage ? 0 : request.Body?.Length ?? 0, ThreadPoolHop.EstimateAboveBytes, "accounting");
+            // A bill that estimates a large body (o200k) must not run on the upstream socket's thread.
+            await hops.Above(UsageAccounting.WillEstimate(request, outcome) ? request.Body!.Length : 0, ThreadPoolHop.EstimateAboveBytes, "accounting");
             var bill = accounting.Bill(request, outcome, journey.Admission.Reservation?.ContextTokens ?? 0);
             SettleResult settled;
             try

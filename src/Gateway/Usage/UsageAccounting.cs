@@ -44,6 +44,9 @@ internal sealed class UsageAccounting(
         return new UsageBill(UsageSource.Estimated, input, null, output, null, input + output, prices.Cost(usage.Model ?? request.Facts?.Model, input, null, output, outcome.PriceMultiplier));
     }
 
+    /// <summary>Whether <see cref="Bill"/> estimates the body (the o200k walk, CPU that grows with the body): no usage, and <see cref="ShouldEstimate"/>.</summary>
+    public static bool WillEstimate(AuthenticatedRequest request, RequestOutcome outcome) => !outcome.Usage.HasUsage && ShouldEstimate(request, outcome);
+
     /// <summary>What the usage event reports once the ledger has settled: the bill, a correction of an earlier estimate, or nothing (already counted).</summary>
     public UsageBill Reconcile(UsageBill bill, SettleResult settled, string? model)
     {
