@@ -58,14 +58,14 @@ internal static class RateLimitHeaders
         {
             headers[LimitRequests] = RequestLimitText.Of(requestLimit);
             headers[RemainingRequests] = Math.Max(0, status.RequestRemaining).ToString(CultureInfo.InvariantCulture);
-            headers[ResetRequests] = RequestResetText.Of(status.RequestReset);
+            headers[ResetRequests] = RequestResetText.Of(ResetMilliseconds(status.RequestReset));
         }
 
         if (status.TokenLimit is { } tokenLimit)
         {
             headers[LimitTokens] = TokenLimitText.Of(tokenLimit);
             headers[RemainingTokens] = Math.Max(0, status.TokenRemaining).ToString(CultureInfo.InvariantCulture);
-            headers[ResetTokens] = TokenResetText.Of(status.TokenReset);
+            headers[ResetTokens] = TokenResetText.Of(ResetMilliseconds(status.TokenReset));
         }
     }
 
@@ -127,54 +127,35 @@ internal static class RateLimitHeaders
         length += written;
     }
 
-    private static readonly ResetText RequestResetText = new();
-    private static readonly ResetText TokenResetText = new();
-    private static readonly LimitText RequestLimitText = new();
-    private static readonly LimitText TokenLimitText = new();
+    // Limits change only with the configuration; a reset is written to the millisecond (rounded up, as FormatDuration
+    // does), so the requests of one millisecond share its text. Either way the text of the last value seen is reused.
+    private static readonly LastText RequestResetText = new(FormatResetMilliseconds);
+    private static readonly LastText TokenResetText = new(FormatResetMilliseconds);
+    private static readonly LastText RequestLimitText = new(static limit => limit.ToString(CultureInfo.InvariantCulture));
+    private static readonly LastText TokenLimitText = new(static limit => limit.ToString(CultureInfo.InvariantCulture));
 
-    /// <summary>Limits change only with the configuration: the text of the last one seen is reused.</summary>
-    private sealed class LimitText
+    private static long ResetMilliseconds(TimeSpan reset) => reset <= TimeSpan.Zero ? 0 : (long)Math.Ceiling(reset.TotalMilliseconds);
+
+    private static string FormatResetMilliseconds(long milliseconds) => FormatDuration(TimeSpan.FromMilliseconds(milliseconds));
+
+    /// <summary>The text of one header value, formatted once and reused while the value stays the same.</summary>
+    private sealed class LastText(Func<long, string> format)
     {
         private Entry? _last;
 
-        public string Of(long limit)
+        public string Of(long value)
         {
             var last = _last;
-            if (last is not null && last.Value == limit)
+            if (last is not null && last.Value == value)
             {
                 return last.Text;
             }
 
-            var entry = new Entry(limit, limit.ToString(CultureInfo.InvariantCulture));
+            var entry = new Entry(value, format(value));
             _last = entry;
             return entry.Text;
         }
 
         private sealed record Entry(long Value, string Text);
-    }
-
-    /// <summary>
-    /// A reset is written to the millisecond (rounded up, as <see cref="FormatDuration"/> does), so the requests of one
-    /// millisecond share its text: the last one is reused.
-    /// </summary>
-    private sealed class ResetText
-    {
-        private Entry? _last;
-
-        public string Of(TimeSpan reset)
-        {
-            var milliseconds = reset <= TimeSpan.Zero ? 0 : (long)Math.Ceiling(reset.TotalMilliseconds);
-            var last = _last;
-            if (last is not null && last.Milliseconds == milliseconds)
-            {
-                return last.Text;
-            }
-
-            var entry = new Entry(milliseconds, FormatDuration(TimeSpan.FromMilliseconds(milliseconds)));
-            _last = entry;
-            return entry.Text;
-        }
-
-        private sealed record Entry(long Milliseconds, string Text);
     }
 }
