@@ -19,6 +19,10 @@ internal sealed class PriceBook : IDisposable
     // Bounds the "already warned" memory: model names come from upstream answers, but a hostile stream of names must not grow it forever.
     private const int MaxWarnedModels = 1024;
 
+    // An editor's save is often several writes (truncate, then the content): the file is read once it has been quiet
+    // this long, as configuration files are, so a half-written file is not read and rejected with an error line.
+    private static readonly TimeSpan FileSettleDelay = TimeSpan.FromMilliseconds(250);
+
     private readonly GatewaySettings _settings;
     private readonly SpendMetrics _metrics;
     private readonly TimeProvider _time;
@@ -29,6 +33,8 @@ internal sealed class PriceBook : IDisposable
     private PhysicalFileProvider? _watchedDirectory;
     private IDisposable? _watch;
     private string? _watchedPath;
+    private ITimer? _settleTimer;
+    private bool _disposed;
     private volatile PriceTable _current;
 
     public PriceBook(GatewaySettings settings, IHostEnvironment environment, SpendMetrics metrics, TimeProvider time, ILogger<PriceBook> logger)
@@ -162,12 +168,27 @@ internal sealed class PriceBook : IDisposable
             _watchedDirectory?.Dispose();
             _watchedDirectory = new PhysicalFileProvider(Path.GetDirectoryName(path)!);
             var fileName = Path.GetFileName(path);
-            _watch = ChangeToken.OnChange(() => _watchedDirectory.Watch(fileName), Reload);
+            _watch = ChangeToken.OnChange(() => _watchedDirectory.Watch(fileName), ReloadWhenSettled);
             _watchedPath = path;
         }
     }
 
     private void OnSettingsChanged(GatewayOptions options) => Reload(options);
+
+    /// <summary>Each change of the file restarts the wait; the reload runs once it has been quiet for <see cref="FileSettleDelay"/>.</summary>
+    private void ReloadWhenSettled()
+    {
+        lock (_reloadLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _settleTimer ??= _time.CreateTimer(static state => ((PriceBook)state!).Reload(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _settleTimer.Change(FileSettleDelay, Timeout.InfiniteTimeSpan);
+        }
+    }
 
     private void Reload() => Reload(_settings.Current);
 
@@ -192,6 +213,8 @@ internal sealed class PriceBook : IDisposable
         {
             _watch?.Dispose();
             _watchedDirectory?.Dispose();
+            _settleTimer?.Dispose();
+            _disposed = true;
         }
     }
 }

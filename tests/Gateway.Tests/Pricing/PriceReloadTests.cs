@@ -46,8 +46,28 @@ public sealed class PriceReloadTests : IAsyncLifetime
 
         await File.WriteAllTextAsync(PriceFile, """{"Models":{"gpt-4o-mini":{"Input":-7}}}""");
         var rejected = await _gateway.Logs.WaitForEventsAsync("PricesReloadRejected");
-        Assert.Contains("Models:gpt-4o-mini", rejected[0].GetProperty("Reason").GetString(), StringComparison.Ordinal);
+        Assert.Contains("Models:gpt-4o-mini", Assert.Single(rejected).GetProperty("Reason").GetString(), StringComparison.Ordinal);
         Assert.Equal(2.50m, await CostOfOneMillionInputTokensAsync(client, "gpt-4o-mini"));
+    }
+
+    [Fact]
+    public async Task PriceFile_SavedInTwoWrites_ReadWholeWithoutARejection()
+    {
+        using var client = _gateway.CreateClient();
+
+        // As an editor saves: truncate and write part, then the rest a moment later. Read in between, the file is broken JSON.
+        var content = Prices("4.00");
+        await using (var file = new FileStream(PriceFile, FileMode.Create, FileAccess.Write, FileShare.ReadWrite))
+        {
+            await file.WriteAsync(System.Text.Encoding.UTF8.GetBytes(content[..20]));
+            await file.FlushAsync();
+            await Task.Delay(50);
+            await file.WriteAsync(System.Text.Encoding.UTF8.GetBytes(content[20..]));
+        }
+
+        await _gateway.Logs.WaitForEventsAsync("PricesReloaded");
+        Assert.Empty(_gateway.Logs.Named("PricesReloadRejected"));
+        Assert.Equal(4.00m, await CostOfOneMillionInputTokensAsync(client, "gpt-4o-mini"));
     }
 
     private async Task<decimal?> CostOfOneMillionInputTokensAsync(HttpClient client, string model)
