@@ -2,7 +2,8 @@
 # Thread hand-offs of one Redis-backed request at concurrency 1 (issue #15): context switches and CPU migrations of the
 # gateway per streamed request (perf stat on its PID while LoadClient runs one stream at a time), its utime+stime per
 # request, and TTFB p50, for the memory store (the first build) and each build on the Redis store, rounds alternating.
-# Usage: bash bench/redis-hops.sh ROUNDS REQUESTS name=/published/gateway/dir ...   (absolute publish paths)
+# Usage: bash bench/redis-hops.sh ROUNDS REQUESTS name=/published/gateway/dir ...   (absolute publish paths, each its own copy:
+# a gateway's PID is found by its path, and another engineer running the same publish would be picked up instead)
 # Environment of the gateways: the image's (IMAGE_ENV of bench/run.sh: inline socket completions on) unless GW_ENV is set.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"

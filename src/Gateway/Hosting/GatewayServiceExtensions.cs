@@ -83,10 +83,17 @@ internal static class GatewayServiceExtensions
     private static void AddSharedStateStore(this IServiceCollection services)
     {
         services.AddSingleton<MemoryStateStore>();
-        // Commands are sent by the thread that issues them, not by a writer task woken on the pool (issue #15).
-        services.AddSingleton(sp => RedisSocketTunnel.GatewayOptions(RedisConnectionString(sp)!,
-            sp.GetRequiredService<GatewaySettings>().Current.Quotas.RedisTimeout));
-        services.AddSingleton<IConnectionMultiplexer>(sp => ConnectionMultiplexer.Connect(sp.GetRequiredService<ConfigurationOptions>()));
+        services.AddSingleton<IConnectionMultiplexer>(sp =>
+        {
+            var quotas = sp.GetRequiredService<GatewaySettings>().Current.Quotas;
+            var options = ConfigurationOptions.Parse(RedisConnectionString(sp)!);
+            options.AbortOnConnectFail = false; // start even if Redis is down; OnStoreFailure decides what happens
+            options.ConnectTimeout = (int)Math.Max(1000, quotas.RedisTimeout.TotalMilliseconds * 4);
+            options.SyncTimeout = (int)quotas.RedisTimeout.TotalMilliseconds;
+            options.AsyncTimeout = (int)quotas.RedisTimeout.TotalMilliseconds;
+            options.ClientName ??= "llm-gateway";
+            return ConnectionMultiplexer.Connect(options);
+        });
         services.AddSingleton(sp => new RedisStateStore(sp.GetRequiredService<IConnectionMultiplexer>(),
             sp.GetRequiredService<GatewaySettings>().Current.Quotas.RedisKeyPrefix));
         services.AddSingleton<ResilientStateStore>();

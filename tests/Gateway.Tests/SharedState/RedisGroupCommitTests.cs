@@ -343,7 +343,7 @@ public sealed class RedisGroupCommitTests
                 (servers, connectionString) = (server, server.ConnectionString);
             }
 
-            var connection = await ConnectionMultiplexer.ConnectAsync(RedisSocketTunnel.GatewayOptions(connectionString, TimeSpan.FromSeconds(5)));
+            var connection = await ConnectionMultiplexer.ConnectAsync(connectionString);
             var admin = await ConnectionMultiplexer.ConnectAsync(connectionString + ",allowAdmin=true");
             return new Target(servers, connection, admin);
         }

@@ -775,7 +775,7 @@ public sealed class RedisStateStoreContractTests(RedisStateStoreContractTests.Re
             try
             {
                 _server ??= await RedisServer.StartAsync();
-                return _connection ??= await ConnectionMultiplexer.ConnectAsync(RedisSocketTunnel.GatewayOptions(_server.ConnectionString, TimeSpan.FromSeconds(5)));
+                return _connection ??= await ConnectionMultiplexer.ConnectAsync(_server.ConnectionString);
             }
             finally
             {
@@ -836,7 +836,7 @@ public sealed class RedisClusterStateStoreContractTests(RedisClusterStateStoreCo
                 _cluster ??= await RedisCluster.StartAsync();
                 if (_connection is null)
                 {
-                    _connection = await ConnectionMultiplexer.ConnectAsync(RedisSocketTunnel.GatewayOptions(_cluster.ConnectionString, TimeSpan.FromSeconds(5)));
+                    _connection = await ConnectionMultiplexer.ConnectAsync(_cluster.ConnectionString);
                     Assert.Equal(ServerType.Cluster, _connection.GetServer(_connection.GetEndPoints()[0]).ServerType);
                 }
 
