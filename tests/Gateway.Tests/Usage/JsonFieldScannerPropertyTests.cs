@@ -92,6 +92,36 @@ public sealed class JsonFieldScannerPropertyTests
         }
     }
 
+    [Theory]
+    [InlineData(100_000)]
+    [InlineData(61)]
+    [InlineData(4093)]
+    public void Feed_HostileRunsAndNesting_ReadsWhatTheFormerScannerRead(int chunkSize)
+    {
+        // A megabyte of whitespace, a megabyte-long number, nesting past the depth limit, a key past the key limit.
+        string[] documents =
+        [
+            "{\"usage\":" + new string(' ', 1 << 20) + "{\"input_tokens\":" + new string('7', 1 << 20) + ",\"output_tokens\":2}}",
+            "{\"output\":" + string.Concat(Enumerable.Repeat("[{\"a\":", 120)) + "1" + string.Concat(Enumerable.Repeat("}]", 120)) + ",\"usage\":{\"total_tokens\":3}}",
+            "{\"" + new string('u', 5000) + "\":{\"usage\":{\"total_tokens\":4}},\"usage\":{\"total_tokens\":5}}",
+            "{\"usage\":{\"total_tokens\":1" + new string('\t', 1 << 16) + "}}",
+        ];
+        foreach (var json in documents)
+        {
+            var document = Encoding.UTF8.GetBytes(json);
+            var scanner = new JsonFieldScanner();
+            var reference = new ReferenceJsonFieldScanner();
+            for (var offset = 0; offset < document.Length; offset += chunkSize)
+            {
+                var part = document.AsSpan(offset, Math.Min(chunkSize, document.Length - offset));
+                scanner.Feed(part);
+                reference.Feed(part);
+            }
+
+            AssertSame(reference, scanner, document[..Math.Min(200, document.Length)]);
+        }
+    }
+
     private static IEnumerable<byte[]> RecordedDocuments(string recording)
     {
         var path = Path.Combine(AppContext.BaseDirectory, "Fixtures", "openai-recordings", recording);
