@@ -219,16 +219,27 @@ internal sealed class JsonFieldScanner
 
                 case State.Scalar:
                 {
-                    // A number or literal runs to the next delimiter: taken as one run (capped like any value).
-                    var rest = data[i..];
-                    var stop = rest.IndexOfAny(ScalarStops);
-                    AppendText(stop < 0 ? rest : rest[..stop]);
-                    if (stop < 0)
+                    // A number or literal runs to the next delimiter: taken as one run (capped like any value). Most are
+                    // a few bytes long, so a plain loop finds the end; a long one is searched for vectorised.
+                    var end = i;
+                    while (end < data.Length && end - i < 16 && !IsScalarStop(data[end]))
+                    {
+                        end++;
+                    }
+
+                    if (end - i == 16)
+                    {
+                        var stop = data[end..].IndexOfAny(ScalarStops);
+                        end = stop < 0 ? data.Length : end + stop;
+                    }
+
+                    AppendText(data[i..end]);
+                    if (end == data.Length)
                     {
                         return;
                     }
 
-                    i += stop;
+                    i = end;
                     EndValue();
                     continue; // re-read the delimiter in AfterValue
                 }
@@ -237,14 +248,20 @@ internal sealed class JsonFieldScanner
             var c = data[i++];
             if (c is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t')
             {
-                // Pretty-printed bodies indent every line: skip the whole run at once.
-                var next = data[i..].IndexOfAnyExcept(Whitespace);
-                if (next < 0)
+                // Pretty-printed bodies indent every line: a short run is stepped over, a long one searched vectorised.
+                var end = i;
+                while (end < data.Length && end - i < 16 && IsWhitespace(data[end]))
                 {
-                    return;
+                    end++;
                 }
 
-                i += next;
+                if (end - i == 16)
+                {
+                    var next = data[end..].IndexOfAnyExcept(Whitespace);
+                    end = next < 0 ? data.Length : end + next;
+                }
+
+                i = end;
                 continue;
             }
 
@@ -304,6 +321,10 @@ internal sealed class JsonFieldScanner
             }
         }
     }
+
+    private static bool IsWhitespace(byte b) => b is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t';
+
+    private static bool IsScalarStop(byte b) => b is (byte)',' or (byte)'}' or (byte)']' || IsWhitespace(b);
 
     private void StartValue(byte c)
     {
