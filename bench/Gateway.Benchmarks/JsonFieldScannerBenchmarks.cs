@@ -80,3 +80,50 @@ public class JsonFieldScannerBenchmark
         return _reference.IsComplete;
     }
 }
+
+/// <summary>
+/// The same comparison without BenchmarkDotNet, for a shared machine: the two scanners measured in alternation, sample by
+/// sample, so whatever else runs hits both alike; the minimum and median per answer of each.
+/// <c>dotnet run -c Release --project bench/Gateway.Benchmarks -- --interleaved-scanner</c>
+/// </summary>
+internal static class InterleavedScannerComparison
+{
+    public static void Run()
+    {
+        var benchmark = new JsonFieldScannerBenchmark();
+        benchmark.Setup();
+        (string Name, Func<bool> Current, Func<bool> Former)[] cases =
+        [
+            ("Responses body, compact", benchmark.Compact, benchmark.CompactFormer),
+            ("Responses body, indented", benchmark.IndentedBody, benchmark.IndentedFormer),
+            ("17 events of a recorded stream", benchmark.Stream, benchmark.StreamFormer),
+        ];
+        foreach (var (name, current, former) in cases)
+        {
+            var now = new List<double>();
+            var before = new List<double>();
+            for (var sample = 0; sample < 400; sample++)
+            {
+                now.Add(Time(current));
+                before.Add(Time(former));
+            }
+
+            now.Sort();
+            before.Sort();
+            Console.WriteLine(FormattableString.Invariant(
+                $"{name}: scanner min {now[0]:F3} median {now[200]:F3} µs; former min {before[0]:F3} median {before[200]:F3} µs; ratio of medians {now[200] / before[200]:F2}"));
+        }
+    }
+
+    private static double Time(Func<bool> scan)
+    {
+        const int Operations = 500;
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        for (var i = 0; i < Operations; i++)
+        {
+            scan();
+        }
+
+        return System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMicroseconds / Operations;
+    }
+}
