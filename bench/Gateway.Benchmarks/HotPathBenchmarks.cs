@@ -99,12 +99,13 @@ public class JsonUsageParseBenchmark
     [Benchmark(Description = "Responses JSON body usage")]
     public long ParseJsonUsage()
     {
-        var usage = new ObservedUsage();
-        _observer.Begin(BodyFormat.Json, UsageShape.Responses, usage);
+        // As UsageObserverFactory.Attach begins a pooled observer: its own ObservedUsage, reset.
+        _observer.Begin(BodyFormat.Json, UsageShape.Responses);
         _observer.Observe(_body);
         _observer.Complete();
+        var total = _observer.Usage.ToReading().TotalTokens ?? 0;
         _observer.Dispose();
-        return usage.TotalTokens ?? 0;
+        return total;
     }
 }
 

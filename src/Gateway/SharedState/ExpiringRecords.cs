@@ -7,7 +7,10 @@ namespace Gateway.SharedState;
 /// like a Redis key, and at most <c>capacity()</c> are kept; past that the oldest written is evicted first, so a
 /// long-running single instance cannot grow without limit. Reads are lock-free; writes take one short lock that
 /// keeps the write order (a queue of (key, sequence); a rewritten key leaves a stale queue entry, skipped on eviction
-/// and dropped when the queue is rebuilt).
+/// and dropped when the queue is rebuilt). While every record expires in the order it was written (one TTL per kind, the
+/// usual case), the sweep pops expired records off the front of that queue and stops at the first live one instead of
+/// walking every record; a write that breaks the order (an earlier expiry than one already queued, an expiry moved in
+/// place) makes the sweep walk every record, as it always did, until the queue is rebuilt in an order that holds again.
 /// </summary>
 internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action onEvicted)
     where TKey : notnull
@@ -17,6 +20,8 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
     private Queue<(TKey Key, long Sequence)> _order = new();
     private long _sequence;
     private int _live;
+    private DateTimeOffset _lastQueuedExpiry = DateTimeOffset.MinValue;
+    private bool _expiryInWriteOrder = true; // every live record's expiry is that of its queue entry, and never earlier than one before it
 
     /// <summary>Records held, expired ones not yet swept included.</summary>
     public int Count => Volatile.Read(ref _live);
@@ -38,12 +43,13 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
     {
         lock (_gate)
         {
-            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
+            var exists = _entries.TryGetValue(key, out var existing);
+            if (exists && existing.ExpiresAt > now)
             {
                 return false;
             }
 
-            Write(key, value, expiresAt, now);
+            Write(key, value, expiresAt, now, exists);
             return true;
         }
     }
@@ -57,7 +63,8 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
     {
         lock (_gate)
         {
-            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
+            var exists = _entries.TryGetValue(key, out var existing);
+            if (exists && existing.ExpiresAt > now)
             {
                 var (same, kept) = merge(existing.Value, value);
                 if (!same)
@@ -67,13 +74,18 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
 
                 if (expiresAt > existing.ExpiresAt || !EqualityComparer<TValue>.Default.Equals(kept, existing.Value))
                 {
+                    if (expiresAt > existing.ExpiresAt)
+                    {
+                        _expiryInWriteOrder = false; // moved in place: its queue entry no longer says when it expires
+                    }
+
                     _entries[key] = existing with { Value = kept, ExpiresAt = expiresAt > existing.ExpiresAt ? expiresAt : existing.ExpiresAt };
                 }
 
                 return true;
             }
 
-            Write(key, value, expiresAt, now);
+            Write(key, value, expiresAt, now, exists);
             return true;
         }
     }
@@ -86,6 +98,7 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
             if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now && existing.ExpiresAt > expiresAt
                 && same(existing.Value, value))
             {
+                _expiryInWriteOrder = false; // moved in place: its queue entry no longer says when it expires
                 _entries[key] = existing with { ExpiresAt = expiresAt };
             }
         }
@@ -96,7 +109,7 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
     {
         lock (_gate)
         {
-            Write(key, value, expiresAt, now);
+            Write(key, value, expiresAt, now, _entries.ContainsKey(key));
         }
     }
 
@@ -118,6 +131,11 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
 
     public void RemoveExpired(DateTimeOffset now)
     {
+        if (RemoveExpiredInWriteOrder(now))
+        {
+            return;
+        }
+
         foreach (var (key, entry) in _entries)
         {
             if (entry.ExpiresAt > now)
@@ -141,17 +159,64 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
         }
     }
 
-    // Under _gate.
-    private void Write(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now)
+    /// <summary>
+    /// While expiry follows write order: pops expired records (and stale entries) off the front of the queue, up to the
+    /// first live record, in short holds of the lock. False (nothing done) when the order does not hold.
+    /// </summary>
+    private bool RemoveExpiredInWriteOrder(DateTimeOffset now)
+    {
+        while (true)
+        {
+            lock (_gate)
+            {
+                if (!_expiryInWriteOrder)
+                {
+                    return false;
+                }
+
+                for (var popped = 0; popped < 1024; popped++)
+                {
+                    if (!_order.TryPeek(out var oldest))
+                    {
+                        return true;
+                    }
+
+                    if (_entries.TryGetValue(oldest.Key, out var entry) && entry.Sequence == oldest.Sequence)
+                    {
+                        if (entry.ExpiresAt > now)
+                        {
+                            return true; // everything behind it expires no earlier
+                        }
+
+                        _entries.TryRemove(oldest.Key, out _);
+                        _live--;
+                    }
+
+                    _order.Dequeue();
+                }
+            }
+        }
+    }
+
+    // Under _gate. exists: whether the dictionary holds the key (live or expired), as the caller just looked it up.
+    private void Write(TKey key, TValue value, DateTimeOffset expiresAt, DateTimeOffset now, bool exists)
     {
         var sequence = ++_sequence;
-        if (!_entries.ContainsKey(key))
+        if (!exists)
         {
             _live++;
         }
 
         _entries[key] = new Entry(value, expiresAt, sequence);
         _order.Enqueue((key, sequence));
+        if (expiresAt < _lastQueuedExpiry)
+        {
+            _expiryInWriteOrder = false;
+        }
+        else
+        {
+            _lastQueuedExpiry = expiresAt;
+        }
 
         var max = Math.Max(1, capacity());
         while (_live > max && _order.TryDequeue(out var oldest))
@@ -178,14 +243,22 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
             return;
         }
 
-        var live = new List<(TKey Key, long Sequence)>(_live);
+        var live = new List<(TKey Key, long Sequence, DateTimeOffset ExpiresAt)>(_live);
         foreach (var (key, entry) in _entries)
         {
-            live.Add((key, entry.Sequence));
+            live.Add((key, entry.Sequence, entry.ExpiresAt));
         }
 
         live.Sort(static (a, b) => a.Sequence.CompareTo(b.Sequence));
-        _order = new Queue<(TKey Key, long Sequence)>(live);
+        _order = new Queue<(TKey Key, long Sequence)>(live.Count);
+        _expiryInWriteOrder = true;
+        _lastQueuedExpiry = DateTimeOffset.MinValue;
+        foreach (var (key, sequence, expiresAt) in live)
+        {
+            _order.Enqueue((key, sequence));
+            _expiryInWriteOrder &= expiresAt >= _lastQueuedExpiry;
+            _lastQueuedExpiry = expiresAt > _lastQueuedExpiry ? expiresAt : _lastQueuedExpiry;
+        }
     }
 
     // A struct: stored inline in the dictionary node, one object fewer per record for the GC to trace.

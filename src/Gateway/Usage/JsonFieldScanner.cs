@@ -23,6 +23,11 @@ internal sealed class JsonFieldScanner
 
     private static readonly SearchValues<byte> StringStops = SearchValues.Create("\"\\"u8);
 
+    // What ends a number or literal (the scanner reads a scalar up to one of these, as JSON's delimiters), and JSON's
+    // whitespace: both skipped over in vectorised runs instead of byte by byte (#15).
+    private static readonly SearchValues<byte> ScalarStops = SearchValues.Create(",}] \n\r\t"u8);
+    private static readonly SearchValues<byte> Whitespace = SearchValues.Create(" \n\r\t"u8);
+
     private readonly short[] _nodes = new short[MaxDepth];
     private readonly bool[] _isArray = new bool[MaxDepth];
     private readonly byte[] _key = new byte[MaxKeyLength];
@@ -35,6 +40,7 @@ internal sealed class JsonFieldScanner
     private short _pendingNode;
     private int _keyLength;
     private bool _keyOverflow;
+    private bool _keyIgnored; // the key's object is skipped: whatever the key, its value is skipped too, so it is not copied
     private ScanField _capture;
 
     public JsonFieldScanner() => Reset();
@@ -115,6 +121,7 @@ internal sealed class JsonFieldScanner
         _capture = ScanField.None;
         _keyLength = 0;
         _keyOverflow = false;
+        _keyIgnored = false;
     }
 
     public bool Has(ScanField field) => (_present & (1UL << (int)field)) != 0;
@@ -191,7 +198,7 @@ internal sealed class JsonFieldScanner
                     i++; // closing quote
                     if (_state == State.Key)
                     {
-                        _pendingNode = _keyOverflow ? ScanPaths.Skip : ScanPaths.Child(_nodes[_depth - 1], _key.AsSpan(0, _keyLength));
+                        _pendingNode = _keyIgnored || _keyOverflow ? ScanPaths.Skip : ScanPaths.Child(_nodes[_depth - 1], _key.AsSpan(0, _keyLength));
                         _state = State.Colon;
                     }
                     else
@@ -212,22 +219,49 @@ internal sealed class JsonFieldScanner
 
                 case State.Scalar:
                 {
-                    var b = data[i];
-                    if (b is (byte)',' or (byte)'}' or (byte)']' or (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t')
+                    // A number or literal runs to the next delimiter: taken as one run (capped like any value). Most are
+                    // a few bytes long, so a plain loop finds the end; a long one is searched for vectorised.
+                    var end = i;
+                    while (end < data.Length && end - i < 16 && !IsScalarStop(data[end]))
                     {
-                        EndValue();
-                        continue; // re-read the delimiter in AfterValue
+                        end++;
                     }
 
-                    AppendText(data.Slice(i, 1));
-                    i++;
-                    continue;
+                    if (end - i == 16)
+                    {
+                        var stop = data[end..].IndexOfAny(ScalarStops);
+                        end = stop < 0 ? data.Length : end + stop;
+                    }
+
+                    AppendText(data[i..end]);
+                    if (end == data.Length)
+                    {
+                        return;
+                    }
+
+                    i = end;
+                    EndValue();
+                    continue; // re-read the delimiter in AfterValue
                 }
             }
 
             var c = data[i++];
             if (c is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t')
             {
+                // Pretty-printed bodies indent every line: a short run is stepped over, a long one searched vectorised.
+                var end = i;
+                while (end < data.Length && end - i < 16 && IsWhitespace(data[end]))
+                {
+                    end++;
+                }
+
+                if (end - i == 16)
+                {
+                    var next = data[end..].IndexOfAnyExcept(Whitespace);
+                    end = next < 0 ? data.Length : end + next;
+                }
+
+                i = end;
                 continue;
             }
 
@@ -241,6 +275,7 @@ internal sealed class JsonFieldScanner
                     {
                         _keyLength = 0;
                         _keyOverflow = false;
+                        _keyIgnored = _nodes[_depth - 1] < 0;
                         _state = State.Key;
                     }
                     else if (c == (byte)'}')
@@ -286,6 +321,10 @@ internal sealed class JsonFieldScanner
             }
         }
     }
+
+    private static bool IsWhitespace(byte b) => b is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t';
+
+    private static bool IsScalarStop(byte b) => b is (byte)',' or (byte)'}' or (byte)']' || IsWhitespace(b);
 
     private void StartValue(byte c)
     {
@@ -369,6 +408,11 @@ internal sealed class JsonFieldScanner
     {
         if (_state is State.Key or State.KeyEscape)
         {
+            if (_keyIgnored)
+            {
+                return;
+            }
+
             if (_keyLength + text.Length > MaxKeyLength)
             {
                 _keyOverflow = true;

@@ -41,6 +41,30 @@ internal sealed class ObservedUsage
 
     public int EventCount { get; set; }
 
+    /// <summary>
+    /// Back to a new instance's values, for the next request of the pooled observer that owns it (one object fewer per
+    /// request, #15). Only called once the previous request's <see cref="ToReading"/> was taken.
+    /// </summary>
+    public void Reset()
+    {
+        ObjectId = null;
+        ObjectType = null;
+        Model = null;
+        ResponseStatus = null;
+        ConversationId = null;
+        Background = null;
+        HasUsage = false;
+        InputTokens = null;
+        CachedInputTokens = null;
+        OutputTokens = null;
+        ReasoningTokens = null;
+        TotalTokens = null;
+        SawEnd = false;
+        SawErrorEvent = false;
+        LastSequenceNumber = -1;
+        EventCount = 0;
+    }
+
     public UsageReading ToReading() => new()
     {
         ObjectId = ObjectId,

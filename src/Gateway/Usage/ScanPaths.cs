@@ -14,6 +14,10 @@ internal static class ScanPaths
 
     private static readonly Node[] Nodes = Build(out UsageNodeId);
 
+    // Each node's children grouped by the length of their name: a key is compared only with the names of its length
+    // (the root has 13 children and a Responses body ~35 top-level keys, most of them not read; #15).
+    private static readonly (byte[] Name, short Child)[]?[][] ChildrenByLength = GroupByLength(Nodes);
+
     public static readonly short UsageNodeId;
 
     public static Node Get(short id) => Nodes[id];
@@ -26,7 +30,13 @@ internal static class ScanPaths
             return Skip;
         }
 
-        foreach (var (childName, child) in Nodes[parent].Children)
+        var byLength = ChildrenByLength[parent];
+        if ((uint)name.Length >= (uint)byLength.Length || byLength[name.Length] is not { } candidates)
+        {
+            return Skip;
+        }
+
+        foreach (var (childName, child) in candidates)
         {
             if (name.SequenceEqual(childName))
             {
@@ -36,6 +46,18 @@ internal static class ScanPaths
 
         return Skip;
     }
+
+    private static (byte[] Name, short Child)[]?[][] GroupByLength(Node[] nodes) =>
+        nodes.Select(node =>
+        {
+            var byLength = new (byte[] Name, short Child)[]?[node.Children.Length == 0 ? 0 : node.Children.Max(c => c.Name.Length) + 1];
+            foreach (var group in node.Children.GroupBy(c => c.Name.Length))
+            {
+                byLength[group.Key] = [.. group];
+            }
+
+            return byLength;
+        }).ToArray();
 
     private static Node[] Build(out short usageId)
     {

@@ -47,6 +47,14 @@ internal sealed class UsageObserver : IDisposable
 
     public OutputTokenTally Tally => _tally;
 
+    /// <summary>Begins a body with the observer's own <see cref="ObservedUsage"/>, reset (the pooled path: no new object per request).</summary>
+    public void Begin(BodyFormat format, UsageShape shape)
+    {
+        var usage = _interpreter.Usage;
+        usage.Reset();
+        Begin(format, shape, usage);
+    }
+
     public void Begin(BodyFormat format, UsageShape shape, ObservedUsage usage)
     {
         _format = format;

@@ -8,11 +8,11 @@ internal sealed class UsageObserverFactory(TokenCounter counter)
 {
     private readonly ObjectPool<UsageObserver> _pool = new DefaultObjectPool<UsageObserver>(new Policy(counter), maximumRetained: 1024);
 
-    /// <summary>An observer for one upstream body, filling a fresh <see cref="ObservedUsage"/>.</summary>
+    /// <summary>An observer for one upstream body, filling its own <see cref="ObservedUsage"/>, reset to a new one's values.</summary>
     public UsageObserver Attach(BodyFormat format, UsageShape shape)
     {
         var observer = _pool.Get();
-        observer.Begin(format, shape, new ObservedUsage());
+        observer.Begin(format, shape);
         return observer;
     }
 

@@ -100,4 +100,115 @@ public sealed class ExpiringRecordsTests
         records.RemoveExpired(Now.AddSeconds(2));
         Assert.Equal(99, records.Count);
     }
+
+    // The sweep pops expired records off the front of the write-order queue while expiry follows write order (#15);
+    // these fail on a sweep that always stops at the first live record in write order.
+    private static (bool Same, string Kept) SameOwner(string existing, string incoming) => (existing == incoming, existing);
+
+    [Fact]
+    public void RemoveExpired_ExpiryInWriteOrder_RemovesExactlyTheExpired()
+    {
+        var records = new ExpiringRecords<string, long>(() => 10, () => { });
+        records.Set("a", 1, Now.AddSeconds(1), Now);
+        records.Set("b", 2, Now.AddSeconds(2), Now);
+        records.Set("c", 3, Now.AddSeconds(3), Now);
+
+        records.RemoveExpired(Now.AddSeconds(2));
+
+        Assert.Equal(1, records.Count);
+        Assert.True(records.TryGet("c", Now, out var c, out _));
+        Assert.Equal(3, c);
+    }
+
+    [Fact]
+    public void RemoveExpired_KeyRewrittenBeforeItExpired_KeepsTheNewRecord()
+    {
+        var records = new ExpiringRecords<string, long>(() => 10, () => { });
+        records.Set("a", 1, Now.AddSeconds(1), Now);
+        records.Set("b", 2, Now.AddSeconds(2), Now);
+        records.Set("a", 3, Now.AddSeconds(5), Now); // its first queue entry is now stale
+
+        records.RemoveExpired(Now.AddSeconds(3));
+
+        Assert.Equal(1, records.Count);
+        Assert.True(records.TryGet("a", Now.AddSeconds(3), out var a, out var expiresAt));
+        Assert.Equal((3, Now.AddSeconds(5)), (a, expiresAt));
+        records.RemoveExpired(Now.AddSeconds(5));
+        Assert.Equal(0, records.Count);
+    }
+
+    [Fact]
+    public void RemoveExpired_KeyRemovedAndAddedAgain_KeepsTheNewRecord()
+    {
+        var records = new ExpiringRecords<string, string>(() => 10, () => { });
+        Assert.True(records.TryAdd("a", "tenant-a", Now.AddSeconds(1), Now));
+        Assert.True(records.TryRemove("a", out _, out _));
+        Assert.True(records.TryAdd("b", "tenant-b", Now.AddSeconds(2), Now));
+        Assert.True(records.TryAdd("a", "tenant-c", Now.AddSeconds(10), Now));
+
+        records.RemoveExpired(Now.AddSeconds(3));
+
+        Assert.Equal(1, records.Count);
+        Assert.True(records.TryGet("a", Now.AddSeconds(3), out var owner, out _));
+        Assert.Equal("tenant-c", owner);
+    }
+
+    [Fact]
+    public void RemoveExpired_LaterWriteExpiresFirst_StillRemoved()
+    {
+        // A conversation's record never expires; the responses written after it do.
+        var records = new ExpiringRecords<string, string>(() => 10, () => { });
+        records.AddOrMerge("conv", "tenant", DateTimeOffset.MaxValue, Now, SameOwner);
+        records.AddOrMerge("resp", "tenant", Now.AddSeconds(1), Now, SameOwner);
+
+        records.RemoveExpired(Now.AddSeconds(2));
+
+        Assert.Equal(1, records.Count);
+        Assert.True(records.TryGet("conv", Now.AddSeconds(2), out _, out _));
+    }
+
+    [Fact]
+    public void RemoveExpired_ExpiryLengthenedInPlace_LaterRecordsStillRemoved()
+    {
+        var records = new ExpiringRecords<string, string>(() => 10, () => { });
+        records.AddOrMerge("a", "tenant", Now.AddSeconds(1), Now, SameOwner);
+        records.AddOrMerge("b", "tenant", Now.AddSeconds(2), Now, SameOwner);
+        records.AddOrMerge("a", "tenant", Later, Now, SameOwner); // lengthened, still first in write order
+
+        records.RemoveExpired(Now.AddSeconds(3));
+
+        Assert.Equal(1, records.Count);
+        Assert.True(records.TryGet("a", Now.AddSeconds(3), out _, out _));
+    }
+
+    [Fact]
+    public void RemoveExpired_ExpiryShortenedInPlace_Removed()
+    {
+        var records = new ExpiringRecords<string, string>(() => 10, () => { });
+        records.AddOrMerge("a", "tenant", Later, Now, SameOwner);
+        records.AddOrMerge("b", "tenant", Later, Now, SameOwner);
+        records.ExpireNoLaterThan("b", "tenant", Now.AddSeconds(1), Now, static (existing, given) => existing == given);
+
+        records.RemoveExpired(Now.AddSeconds(2));
+
+        Assert.Equal(1, records.Count);
+        Assert.True(records.TryGet("a", Now.AddSeconds(2), out _, out _));
+    }
+
+    [Fact]
+    public void RemoveExpired_ManyExpiredInWriteOrder_AllRemovedInOneSweep()
+    {
+        // More than one hold of the lock's worth (1,024) of expired records, behind stale entries of rewritten keys.
+        var records = new ExpiringRecords<string, long>(() => 100_000, () => { });
+        for (var i = 0; i < 5_000; i++)
+        {
+            records.Set("k" + (i % 3_000), i, Now.AddMilliseconds(i), Now);
+        }
+
+        records.RemoveExpired(Now.AddMilliseconds(4_000));
+
+        Assert.Equal(999, records.Count); // keys written last at 4,001..4,999 ms
+        records.RemoveExpired(Now.AddSeconds(10));
+        Assert.Equal(0, records.Count);
+    }
 }

@@ -210,6 +210,47 @@ public sealed class UsageObserverTests
         Assert.True(allocated < 4096, $"observing 3 MB allocated {allocated} bytes");
     }
 
+    [Fact]
+    public void Attach_ObserverBackFromThePool_StartsWithNothingOfThePreviousBody()
+    {
+        // The pooled observer reuses its ObservedUsage (#15): the next request must see a new one's values, and the
+        // previous request's reading, taken before release, must not change.
+        var factory = new UsageObserverFactory(Tokens);
+        var first = factory.Attach(BodyFormat.Sse, UsageShape.Responses);
+        Feed(first, ResponsesStream + "data: {\"type\":\"error\"}\n\n", 5);
+        first.Usage.Background = true;
+        first.Usage.ConversationId = "conv_1";
+        var reading = first.Usage.ToReading();
+        Assert.True(reading is { HasUsage: true, SawEnd: true, SawErrorEvent: true, ObjectId: "resp_abc", TotalTokens: 19 });
+        factory.Release(first);
+
+        var second = factory.Attach(BodyFormat.Json, UsageShape.Responses);
+        Assert.Same(first, second); // the pool handed back the same observer
+        Assert.Equivalent(new ObservedUsage(), second.Usage, strict: true);
+        Feed(second, "{\"object\":\"response\",\"status\":\"queued\"}", 7);
+        second.Complete();
+        Assert.Equal(new UsageReading { ObjectType = "response", ResponseStatus = "queued", SawEnd = true }, second.Usage.ToReading());
+        Assert.True(reading is { HasUsage: true, ObjectId: "resp_abc", ConversationId: "conv_1", Background: true, TotalTokens: 19 });
+        factory.Release(second);
+    }
+
+    [Fact]
+    public void ObservedUsageReset_EveryProperty_BackToANewInstancesValue()
+    {
+        // Guards Reset against a property added later and forgotten there: it would leak from one request into the next.
+        var usage = new ObservedUsage();
+        foreach (var property in typeof(ObservedUsage).GetProperties().Where(p => p.CanWrite))
+        {
+            var type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            property.SetValue(usage, type == typeof(string) ? "x" : type == typeof(bool) ? true : Convert.ChangeType(42, type, System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        Assert.NotEqual(new ObservedUsage().ToReading(), usage.ToReading());
+        usage.Reset();
+
+        Assert.Equivalent(new ObservedUsage(), usage, strict: true);
+    }
+
     private static (UsageObserver Observer, ObservedUsage Usage) Start(BodyFormat format, UsageShape shape)
     {
         var observer = new UsageObserver(Tokens);
