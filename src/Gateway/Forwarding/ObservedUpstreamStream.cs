@@ -97,10 +97,11 @@ internal sealed class ObservedUpstreamStream : Stream, IValueTaskSource<int>
         _observer?.ReleaseIdleBuffers();
         _filter?.ReleaseIdleBuffer();
         _idleWait.Reset();
+        var version = _idleWait.Version; // read before the wait can complete on another thread
         _innerWait = wait;
         _idleWaitToken = cancellationToken;
         wait.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_onInnerWaitCompleted ??= OnInnerWaitCompleted);
-        return new(this, _idleWait.Version);
+        return new(this, version);
     }
 
     private void OnInnerWaitCompleted()
