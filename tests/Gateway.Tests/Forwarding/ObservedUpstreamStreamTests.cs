@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using System.Text;
+using System.Threading.Tasks.Sources;
 using Gateway.Configuration;
 using Gateway.Forwarding;
 using Gateway.Requests;
@@ -81,6 +82,105 @@ public sealed class ObservedUpstreamStreamTests
             "data: [DONE]\n\n",
             released);
         Assert.Equal(11, usage.TotalTokens);
+    }
+
+    [Fact]
+    public void ZeroByteRead_StreamWaitsThousandsOfTimes_AllocatesNothingPerWait()
+    {
+        // 10,000 open streams wait 10,000 times a second; whatever a wait allocates lives the second to the next event
+        // and is promoted (#15). The inner stream completes each wait on this thread, so the count is this thread's.
+        using var inner = new SignalledStream();
+        var (stream, _) = Open(ApiRouteTable.ResponsesCreate, hideChatUsageChunk: false, inner, BodyFormat.Sse);
+        Assert.True(WaitOnce(stream, inner)); // first use: the stream's one continuation delegate
+
+        // No assertion inside the measured loop: xunit's asserts allocate.
+        var waitedAsExpected = 0;
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            waitedAsExpected += WaitOnce(stream, inner) ? 1 : 0;
+        }
+
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+        Assert.Equal(1000, waitedAsExpected);
+    }
+
+    [Fact]
+    public async Task ZeroByteRead_UpstreamBreaksWhileWaiting_WaitEndsCleanlyAndTheErrorEventFollows()
+    {
+        using var inner = new SignalledStream();
+        var (stream, observer) = Open(ApiRouteTable.ResponsesCreate, hideChatUsageChunk: false, inner, BodyFormat.Sse);
+        var idle = stream.ReadAsync(Memory<byte>.Empty);
+        Assert.False(idle.IsCompleted);
+
+        inner.Break(new IOException("connection reset"));
+
+        Assert.Equal(0, await idle);
+        var buffer = new byte[4096];
+        var read = await stream.ReadAsync(buffer);
+        Assert.Contains("event: error", Encoding.UTF8.GetString(buffer, 0, read), StringComparison.Ordinal);
+        Assert.Equal(0, await stream.ReadAsync(buffer));
+        Assert.True(observer.Usage.SawErrorEvent);
+    }
+
+    /// <summary>One wait between events: pending until the upstream has data, then done with nothing read.</summary>
+    private static bool WaitOnce(ObservedUpstreamStream stream, SignalledStream inner)
+    {
+        var idle = stream.ReadAsync(Memory<byte>.Empty);
+        var pending = !idle.IsCompleted;
+        inner.Signal(); // completes inline, on this thread
+        return pending && idle.IsCompleted && idle.Result == 0;
+    }
+
+    /// <summary>An upstream body whose zero-byte reads wait until the test signals (or breaks) them, completing inline.</summary>
+    private sealed class SignalledStream : Stream, IValueTaskSource<int>
+    {
+        private ManualResetValueTaskSourceCore<int> _wait;
+
+        public void Signal() => _wait.SetResult(0);
+
+        public void Break(Exception error) => _wait.SetException(error);
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Assert.True(buffer.IsEmpty); // these tests only wait
+            _wait.Reset();
+            return new(this, _wait.Version);
+        }
+
+        int IValueTaskSource<int>.GetResult(short token) => _wait.GetResult(token);
+
+        ValueTaskSourceStatus IValueTaskSource<int>.GetStatus(short token) => _wait.GetStatus(token);
+
+        void IValueTaskSource<int>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _wait.OnCompleted(continuation, state, token, flags);
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     private static string[] ResponsesEvents(string[]? deltas = null)
