@@ -9,8 +9,9 @@ namespace Gateway.SharedState;
 /// keeps the write order (a queue of (key, sequence); a rewritten key leaves a stale queue entry, skipped on eviction
 /// and dropped when the queue is rebuilt). While every record expires in the order it was written (one TTL per kind, the
 /// usual case), the sweep pops expired records off the front of that queue and stops at the first live one instead of
-/// walking every record; a write that breaks the order (an earlier expiry than one already queued, an expiry moved in
-/// place) makes the sweep walk every record, as it always did, until the queue is rebuilt in an order that holds again.
+/// walking every record; a write that breaks the order (an expiry over a second earlier than one already queued, an
+/// expiry moved in place) makes the sweep walk every record, as it always did, until the queue is rebuilt in an order
+/// that holds again.
 /// </summary>
 internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action onEvicted)
     where TKey : notnull
@@ -20,6 +21,11 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
     private Queue<(TKey Key, long Sequence)> _order = new();
     private long _sequence;
     private int _live;
+    // Writers read the clock before they take the lock, so concurrent writes of one TTL reach the queue a little out of
+    // order: an expiry up to this much earlier than the latest queued still counts as in order. The sweep stops at the
+    // first live record, so such a record, expired behind a live one, waits for a later sweep (reads never return it).
+    private static readonly TimeSpan OrderSlack = TimeSpan.FromSeconds(1);
+
     private DateTimeOffset _lastQueuedExpiry = DateTimeOffset.MinValue;
     private bool _expiryInWriteOrder = true; // every live record's expiry is that of its queue entry, and never earlier than one before it
 
@@ -209,11 +215,11 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
 
         _entries[key] = new Entry(value, expiresAt, sequence);
         _order.Enqueue((key, sequence));
-        if (expiresAt < _lastQueuedExpiry)
+        if (expiresAt.UtcTicks < _lastQueuedExpiry.UtcTicks - OrderSlack.Ticks)
         {
             _expiryInWriteOrder = false;
         }
-        else
+        else if (expiresAt > _lastQueuedExpiry)
         {
             _lastQueuedExpiry = expiresAt;
         }
@@ -256,7 +262,7 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
         foreach (var (key, sequence, expiresAt) in live)
         {
             _order.Enqueue((key, sequence));
-            _expiryInWriteOrder &= expiresAt >= _lastQueuedExpiry;
+            _expiryInWriteOrder &= expiresAt.UtcTicks >= _lastQueuedExpiry.UtcTicks - OrderSlack.Ticks;
             _lastQueuedExpiry = expiresAt > _lastQueuedExpiry ? expiresAt : _lastQueuedExpiry;
         }
     }
