@@ -1,5 +1,9 @@
 # Shared by the bench scripts (sourced): the bench tenant's configuration and waiting for a port.
 
+# The image's runtime settings (the Dockerfile's ENV, checked equal by DeploymentManifestTests): every .NET target of a
+# bench runs with them, the gateway and the yarp floor alike.
+IMAGE_ENV=(DOTNET_TC_CallCountingDelayMs=0 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1)
+
 # write_bench_config FILE KEY: one tenant `bench` (the key's SHA-256), every quota limit set but never reached, so the
 # gateway does all its quota work; usage events at Information.
 write_bench_config() {

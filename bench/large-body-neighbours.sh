@@ -25,7 +25,6 @@ for arg in "$@"; do
   esac
 done
 [ ${#TARGETS[@]} -gt 0 ] || { echo "give at least one --target=LABEL:DIR" >&2; exit 2; }
-IMAGE_ENV=(DOTNET_TC_CallCountingDelayMs=0 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1)
 P_FAKE=${NEIGHBOURS_PORT_BASE:-28480}; P_GW=$((P_FAKE + 1)); KEY=gwk_bench_key
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY LARGE_BODY_KB=$BODY_KB
 mkdir -p "$WORK"

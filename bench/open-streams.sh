@@ -40,7 +40,6 @@ LOAD_CPU=0; TARGET_CPU=1
 if [ "$(nproc)" -lt 2 ]; then TARGET_CPU=0; fi
 P_UPSTREAM=18090; P_PROXY=18084
 KEY=gwk_bench_key
-IMAGE_ENV=(DOTNET_TC_CallCountingDelayMs=0 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1) # the image's runtime settings (Dockerfile ENV), for every target alike
 TOOLS="$HOME/.dotnet/tools"
 mkdir -p "$WORK" "$OUT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1

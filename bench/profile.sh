@@ -21,7 +21,7 @@ trap cleanup EXIT
 taskset -c 1 dotnet "$WORK/fake/FakeUpstream.dll" --urls "http://127.0.0.1:$P_FAKE" >"$OUT/fake.log" 2>&1 & PIDS+=($!)
 # Perf maps let perf name JIT-compiled frames; W^X off so those frames stay where the map says.
 env GATEWAY_CONFIG="$WORK/gateway.json" OPENAI_API_KEY=bench-upstream-key Gateway__Upstream__BaseUrl="http://127.0.0.1:$P_FAKE/v1" \
-    Urls="http://127.0.0.1:$P_GW" DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 DOTNET_TC_CallCountingDelayMs=0 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 \
+    Urls="http://127.0.0.1:$P_GW" DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 "${IMAGE_ENV[@]}" \
     taskset -c 1 dotnet "$WORK/gateway/Gateway.dll" >"$OUT/gateway.log" 2>&1 & GW=$!; PIDS+=($GW)
 wait_port $P_FAKE; wait_port $P_GW
 export BENCH_KEY=gwk_bench_key

@@ -4,7 +4,7 @@
 # request, and TTFB p50, for the memory store (the first build) and each build on the Redis store, rounds alternating.
 # Usage: bash bench/redis-hops.sh ROUNDS REQUESTS name=/published/gateway/dir ...   (absolute publish paths, each its own copy:
 # a gateway's PID is found by its path, and another engineer running the same publish would be picked up instead)
-# Environment of the gateways: the image's (IMAGE_ENV of bench/run.sh: inline socket completions on) unless GW_ENV is set.
+# Environment of the gateways: the image's (IMAGE_ENV of bench/common.sh: inline socket completions on) unless GW_ENV is set.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 ROUNDS=$1; REQUESTS=$2; shift 2
@@ -20,7 +20,7 @@ write_bench_config "$WORK/gateway.json" "$KEY"
 BASE=$((29000 + RANDOM % 2000))
 declare -A URL PID; NAMES=()
 start_redis_bed $BASE
-read -r -a GW_ENV <<<"${GW_ENV:-DOTNET_TC_CallCountingDelayMs=0 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1}"
+read -r -a GW_ENV <<<"${GW_ENV:-${IMAGE_ENV[*]}}"
 export "${GW_ENV[@]}"
 port=$((BASE + 10)); first=1
 for spec in "$@"; do

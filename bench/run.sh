@@ -25,7 +25,6 @@ if [ "$(nproc)" -lt 2 ]; then LOAD_CPU=0; TARGET_CPU=0; fi
 P_FAKE=18080; P_NGINX=18081; P_GW=18082; P_GWR=18083; P_REDIS=16379; P_FAKE2=18090; P_GW10K=18084; P_YARP=18085
 KEY=gwk_bench_key
 # The runtime settings the image sets (Dockerfile ENV), for the gateway and, to compare like with like, the yarp floor.
-IMAGE_ENV=(DOTNET_TC_CallCountingDelayMs=0 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1)
 mkdir -p "$WORK" "$OUT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 BENCH_KEY=$KEY
 

@@ -343,11 +343,15 @@ public sealed partial class DeploymentManifestTests
         // image's runtime settings, so a setting added to one and not the other would skew every ratio.
         var runtimeSettings = FinalStageEnv().Where(v => v.StartsWith("DOTNET_", StringComparison.Ordinal) && !v.StartsWith("DOTNET_CLI_", StringComparison.Ordinal)).ToArray();
         Assert.Contains("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1", runtimeSettings);
-        foreach (var script in new[] { "bench/run.sh", "bench/open-streams.sh" })
+        // One definition, in bench/common.sh, which every bench script sources; none keeps a copy of its own.
+        var imageEnv = RepositoryPaths.Read("bench/common.sh").Split('\n').Single(l => l.StartsWith("IMAGE_ENV=(", StringComparison.Ordinal));
+        var listed = imageEnv["IMAGE_ENV=(".Length..imageEnv.IndexOf(')', StringComparison.Ordinal)].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(runtimeSettings.Order(StringComparer.Ordinal), listed.Order(StringComparer.Ordinal));
+        foreach (var script in new[] { "bench/run.sh", "bench/open-streams.sh", "bench/large-body-neighbours.sh", "bench/redis-hops.sh", "bench/profile.sh" })
         {
-            var imageEnv = RepositoryPaths.Read(script).Split('\n').Single(l => l.StartsWith("IMAGE_ENV=(", StringComparison.Ordinal));
-            var listed = imageEnv["IMAGE_ENV=(".Length..imageEnv.IndexOf(')', StringComparison.Ordinal)].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            Assert.Equal(runtimeSettings.Order(StringComparer.Ordinal), listed.Order(StringComparer.Ordinal));
+            var text = RepositoryPaths.Read(script);
+            Assert.Contains("common.sh", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("\nIMAGE_ENV=(", text, StringComparison.Ordinal);
         }
     }
 
