@@ -215,14 +215,7 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
 
         _entries[key] = new Entry(value, expiresAt, sequence);
         _order.Enqueue((key, sequence));
-        if (expiresAt.UtcTicks < _lastQueuedExpiry.UtcTicks - OrderSlack.Ticks)
-        {
-            _expiryInWriteOrder = false;
-        }
-        else if (expiresAt > _lastQueuedExpiry)
-        {
-            _lastQueuedExpiry = expiresAt;
-        }
+        NoteQueuedExpiry(expiresAt);
 
         var max = Math.Max(1, capacity());
         while (_live > max && _order.TryDequeue(out var oldest))
@@ -262,8 +255,20 @@ internal sealed class ExpiringRecords<TKey, TValue>(Func<int> capacity, Action o
         foreach (var (key, sequence, expiresAt) in live)
         {
             _order.Enqueue((key, sequence));
-            _expiryInWriteOrder &= expiresAt.UtcTicks >= _lastQueuedExpiry.UtcTicks - OrderSlack.Ticks;
-            _lastQueuedExpiry = expiresAt > _lastQueuedExpiry ? expiresAt : _lastQueuedExpiry;
+            NoteQueuedExpiry(expiresAt);
+        }
+    }
+
+    // Under _gate: the order holds while no expiry queued is more than OrderSlack earlier than the latest before it.
+    private void NoteQueuedExpiry(DateTimeOffset expiresAt)
+    {
+        if (expiresAt.UtcTicks < _lastQueuedExpiry.UtcTicks - OrderSlack.Ticks)
+        {
+            _expiryInWriteOrder = false;
+        }
+        else if (expiresAt > _lastQueuedExpiry)
+        {
+            _lastQueuedExpiry = expiresAt;
         }
     }
 
