@@ -10,7 +10,7 @@ namespace Gateway.Forwarding;
 /// the <c>"usage": null</c> member OpenAI adds to every chunk once <c>include_usage</c> is on. Complete events go
 /// out as soon as they are complete; only a partial event waits for its end.
 /// </summary>
-internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
+internal sealed class ChatUsageChunkFilter(UsageObserver observer, ThreadPoolHop hops) : IDisposable
 {
     // The bytes of the event in progress, already observed (the observer frames events; this only holds them back).
     private byte[]? _carry;
@@ -56,6 +56,8 @@ internal sealed class ChatUsageChunkFilter(UsageObserver observer) : IDisposable
                 return total;
             }
 
+            // Observing (and tokenizing the text of) a large read is CPU-bound: not on the upstream socket's thread.
+            await hops.Above(read, ThreadPoolHop.ObserveAboveBytes, "usage_tee");
             var written = Process(buffer.Span[..total], carried);
             if (written > 0)
             {

@@ -37,7 +37,7 @@ internal sealed class ObservedUpstreamStream : Stream, IValueTaskSource<int>
         _observer = observer;
         if (observer is { Format: BodyFormat.Sse } && call.Request.HideChatUsageChunk)
         {
-            _filter = new ChatUsageChunkFilter(observer);
+            _filter = new ChatUsageChunkFilter(observer, hops);
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Text;
 using Gateway.Forwarding;
 using Gateway.Routing;
+using Gateway.Tests.Infrastructure;
 using Gateway.Usage;
 
 namespace Gateway.Tests.Forwarding;
@@ -64,7 +65,7 @@ public sealed class ChatUsageChunkFilterTests
         using var observer = new UsageObserver(Tokens);
         var usage = new ObservedUsage();
         observer.Begin(BodyFormat.Sse, UsageShape.Chat, usage);
-        using var filter = new ChatUsageChunkFilter(observer);
+        using var filter = new ChatUsageChunkFilter(observer, TestHops.Instance);
         await using var inner = new ChunkedStream(Encoding.UTF8.GetBytes(upstream), chunkSize);
         var released = new MemoryStream();
         var buffer = new byte[4096];

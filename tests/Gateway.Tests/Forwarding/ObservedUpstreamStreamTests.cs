@@ -1,14 +1,18 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using System.Threading.Tasks.Sources;
 using Gateway.Configuration;
 using Gateway.Forwarding;
+using Gateway.Observability;
 using Gateway.Requests;
 using Gateway.Routing;
 using Gateway.Tenants;
 using Gateway.Tests.Infrastructure;
 using Gateway.Usage;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Gateway.Tests.Forwarding;
 
@@ -82,6 +86,55 @@ public sealed class ObservedUpstreamStreamTests
             "data: [DONE]\n\n",
             released);
         Assert.Equal(11, usage.TotalTokens);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // the chat filter reads and observes by itself
+    public async Task LargeRead_CompletedOnAnIoThread_ObservedOnTheThreadPool(bool hideChatUsageChunk)
+    {
+        // With inline socket completions an upstream read completes on the epoll thread; a thread of the test's own
+        // stands in for it. Observing a read over ThreadPoolHop.ObserveAboveBytes must move to the pool first.
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var meters = services.GetRequiredService<IMeterFactory>();
+        var hops = new ThreadPoolHop(meters);
+        var meter = meters.Create(GatewayMetrics.MeterName);
+        var threads = new ConcurrentQueue<string>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, meter))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "thread")
+                {
+                    threads.Enqueue((string)tag.Value!);
+                }
+            }
+        });
+        listener.Start();
+
+        var text = string.Concat(Enumerable.Repeat(" lamp", 5_000)); // one event of ~25 KB
+        var body = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + text + "\"}}],\"usage\":null}\n\n" +
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":5000,\"total_tokens\":5009}}\n\ndata: [DONE]\n\n";
+        var (stream, observer) = Open(ApiRouteTable.ChatCompletionsCreate, hideChatUsageChunk, new MemoryStream(Encoding.UTF8.GetBytes(body)), BodyFormat.Sse, hops);
+
+        var buffer = new byte[64 * 1024];
+        var read = await Task.Factory.StartNew(() => stream.ReadAsync(buffer).AsTask(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+
+        Assert.True(read > ThreadPoolHop.ObserveAboveBytes, $"read {read} bytes");
+        Assert.Equal(["thread_pool"], threads.ToArray());
+        while (await stream.ReadAsync(buffer) > 0)
+        {
+        }
+
+        Assert.Equal(5009, observer.Usage.TotalTokens);
     }
 
     [Fact]
@@ -252,7 +305,7 @@ public sealed class ObservedUpstreamStreamTests
         return (Encoding.UTF8.GetString(released.ToArray()), observer.Usage, estimate);
     }
 
-    private static (ObservedUpstreamStream Stream, UsageObserver Observer) Open(ApiRoute route, bool hideChatUsageChunk, Stream inner, BodyFormat format)
+    private static (ObservedUpstreamStream Stream, UsageObserver Observer) Open(ApiRoute route, bool hideChatUsageChunk, Stream inner, BodyFormat format, ThreadPoolHop? hops = null)
     {
         var observer = new UsageObserver(Tokens);
         observer.Begin(format, route.Usage, new ObservedUsage());
@@ -262,6 +315,6 @@ public sealed class ObservedUpstreamStreamTests
             HideChatUsageChunk = hideChatUsageChunk,
         };
         var call = new UpstreamCall(request, null, TimeProvider.System, objectIdentified: null);
-        return (new ObservedUpstreamStream(inner, call, observer, TestHops.Instance), observer);
+        return (new ObservedUpstreamStream(inner, call, observer, hops ?? TestHops.Instance), observer);
     }
 }
