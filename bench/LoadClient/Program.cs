@@ -1,6 +1,10 @@
 // Load client for the streaming benchmarks (wrk covers the non-streamed ones).
 //   stream       K concurrent streams of N events: time to first byte and total time, p50/p99, and completeness.
 //   open-streams C streams held open at once (slow events): how many finish with their terminal event.
+// --pause-ms P (stream, diagnostic; default 0 = back to back as the bench runs): each worker waits P ms (fractions
+// allowed) after a stream ends before it sends the next, so the target's work after an answer is not inside the next
+// stream's time to first byte. The wait spins (the client has its own CPU in the bench): a sleeping client would add
+// its own wake-up to every TTFB.
 // Prints one JSON object on stdout. Only ever talks to the URL it is given (127.0.0.1 in bench/run.sh).
 using System.Diagnostics;
 using System.Globalization;
@@ -28,11 +32,11 @@ return options.Command switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: LoadClient stream|open-streams --url URL [--key KEY] [--concurrency K] [--requests R] [--events N] [--delay-ms D] [--count C] [--ramp-seconds S]");
+    Console.Error.WriteLine("usage: LoadClient stream|open-streams --url URL [--key KEY] [--concurrency K] [--requests R] [--events N] [--delay-ms D] [--pause-ms P] [--count C] [--ramp-seconds S]");
     return 2;
 }
 
-internal sealed record Options(string Command, string Url, string? Key, int Concurrency, int Requests, int Events, int DelayMs, int Count, int RampSeconds)
+internal sealed record Options(string Command, string Url, string? Key, int Concurrency, int Requests, int Events, int DelayMs, int Count, int RampSeconds, double PauseMs)
 {
     public static Options Parse(string[] args)
     {
@@ -44,7 +48,7 @@ internal sealed record Options(string Command, string Url, string? Key, int Conc
 
         int Int(string name, int fallback) => int.Parse(Get(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         return new Options(args.Length > 0 ? args[0] : "", Get("--url", "http://127.0.0.1:8080/v1"), args.Contains("--key") ? Get("--key", "") : null,
-            Int("--concurrency", 32), Int("--requests", 2000), Int("--events", 20), Int("--delay-ms", 0), Int("--count", 10_000), Int("--ramp-seconds", 20));
+            Int("--concurrency", 32), Int("--requests", 2000), Int("--events", 20), Int("--delay-ms", 0), Int("--count", 10_000), Int("--ramp-seconds", 20), double.Parse(Get("--pause-ms", "0"), CultureInfo.InvariantCulture));
     }
 
     public HttpRequestMessage NewStreamRequest()
@@ -129,6 +133,15 @@ internal static class StreamBench
                 {
                     Interlocked.Increment(ref errors);
                 }
+
+                if (options.PauseMs > 0)
+                {
+                    var until = Stopwatch.GetTimestamp() + (long)(options.PauseMs * Stopwatch.Frequency / 1000);
+                    while (Stopwatch.GetTimestamp() < until)
+                    {
+                        Thread.SpinWait(20);
+                    }
+                }
             }
         }).ToArray();
         await Task.WhenAll(workers);
@@ -140,6 +153,7 @@ internal static class StreamBench
             options.Requests,
             options.Events,
             options.DelayMs,
+            options.PauseMs,
             completed = total.Count,
             incomplete,
             errors,
