@@ -5,6 +5,7 @@
 // allowed) after a stream ends before it sends the next, so the target's work after an answer is not inside the next
 // stream's time to first byte. The wait spins (the client has its own CPU in the bench): a sleeping client would add
 // its own wake-up to every TTFB.
+// --body JSON (stream, diagnostic): the request body instead of the default streamed create.
 // Prints one JSON object on stdout. Only ever talks to the URL it is given (127.0.0.1 in bench/run.sh).
 using System.Diagnostics;
 using System.Globalization;
@@ -32,11 +33,11 @@ return options.Command switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: LoadClient stream|open-streams --url URL [--key KEY] [--concurrency K] [--requests R] [--events N] [--delay-ms D] [--pause-ms P] [--count C] [--ramp-seconds S]");
+    Console.Error.WriteLine("usage: LoadClient stream|open-streams --url URL [--key KEY] [--concurrency K] [--requests R] [--events N] [--delay-ms D] [--pause-ms P] [--body JSON] [--count C] [--ramp-seconds S]");
     return 2;
 }
 
-internal sealed record Options(string Command, string Url, string? Key, int Concurrency, int Requests, int Events, int DelayMs, int Count, int RampSeconds, double PauseMs)
+internal sealed record Options(string Command, string Url, string? Key, int Concurrency, int Requests, int Events, int DelayMs, int Count, int RampSeconds, double PauseMs, string Body)
 {
     public static Options Parse(string[] args)
     {
@@ -48,14 +49,17 @@ internal sealed record Options(string Command, string Url, string? Key, int Conc
 
         int Int(string name, int fallback) => int.Parse(Get(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         return new Options(args.Length > 0 ? args[0] : "", Get("--url", "http://127.0.0.1:8080/v1"), args.Contains("--key") ? Get("--key", "") : null,
-            Int("--concurrency", 32), Int("--requests", 2000), Int("--events", 20), Int("--delay-ms", 0), Int("--count", 10_000), Int("--ramp-seconds", 20), double.Parse(Get("--pause-ms", "0"), CultureInfo.InvariantCulture));
+            Int("--concurrency", 32), Int("--requests", 2000), Int("--events", 20), Int("--delay-ms", 0), Int("--count", 10_000), Int("--ramp-seconds", 20), double.Parse(Get("--pause-ms", "0"), CultureInfo.InvariantCulture),
+            Get("--body", DefaultBody));
     }
+
+    private const string DefaultBody = """{"model":"gpt-4o-mini","input":"Write a short greeting.","stream":true}""";
 
     public HttpRequestMessage NewStreamRequest()
     {
         var request = new HttpRequestMessage(HttpMethod.Post, Url.TrimEnd('/') + "/responses")
         {
-            Content = new StringContent("""{"model":"gpt-4o-mini","input":"Write a short greeting.","stream":true}""", Encoding.UTF8, "application/json"),
+            Content = new StringContent(Body, Encoding.UTF8, "application/json"),
         };
         request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + (Key ?? "direct"));
         request.Headers.TryAddWithoutValidation("x-fake-deltas", Events.ToString(CultureInfo.InvariantCulture));

@@ -1,5 +1,6 @@
 using Gateway.Quotas;
 using Gateway.Requests;
+using Gateway.Upstreams;
 using Gateway.Usage;
 
 namespace Gateway.Forwarding;
@@ -42,6 +43,9 @@ internal sealed class UpstreamCall(AuthenticatedRequest request, QuotaStatus? qu
     public bool Broke { get; set; }
 
     public UsageObserver? Observer { get; set; }
+
+    /// <summary>The buffered body as this attempt sends it (null: no body); its bytes are in use until it has been sent.</summary>
+    public BufferedRequestContent? RequestContent { get; set; }
 
     /// <summary>
     /// Asked with the response headers, before anything reaches the client: true drops this answer (the pool tries

@@ -136,6 +136,13 @@ internal sealed class UpstreamForwarder(
                 fault = ex;
             }
 
+            if (call.RequestContent is { } content)
+            {
+                // HTTP/2 may still be sending the body beside the answer: its bytes are the request's pooled buffer, which a
+                // next attempt may rewrite and the request's end returns to the pool.
+                await content.WhenSentAsync();
+            }
+
             var context = request.Http;
             if (!reported)
             {

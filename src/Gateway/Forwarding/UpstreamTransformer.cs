@@ -2,6 +2,7 @@ using Gateway.Observability;
 using Gateway.Quotas;
 using Gateway.Requests;
 using Gateway.Routing;
+using Gateway.Upstreams;
 using Gateway.Usage;
 using Microsoft.Net.Http.Headers;
 using Yarp.ReverseProxy.Forwarder;
@@ -174,6 +175,14 @@ internal sealed class UpstreamTransformer(
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
+            if (proxyRequest.Content is not null && call.Request.Body is { } body)
+            {
+                // The buffered body goes out in one send with the headers, not through YARP's copy (BufferedBodyHandler).
+                var content = new BufferedRequestContent(body.Memory);
+                proxyRequest.Options.Set(BufferedBodyHandler.Body, content);
+                call.RequestContent = content;
+            }
+
             TransformRequest(httpContext, proxyRequest, destinationPrefix, target);
         }
 

@@ -33,7 +33,8 @@ internal sealed record UpstreamTransport(HttpMessageInvoker Invoker, ForwarderRe
             VersionPolicy = key.HttpVersion == "2" ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
         };
 
-        return new UpstreamTransport(new HttpMessageInvoker(handler, disposeHandler: true), config, key);
+        // The buffered request body goes out with the headers in one send (BufferedBodyHandler).
+        return new UpstreamTransport(new HttpMessageInvoker(new BufferedBodyHandler(handler), disposeHandler: true), config, key);
     }
 }
 
