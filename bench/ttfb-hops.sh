@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Streamed time to first byte at concurrency 1 (issue #15), per target: TTFB p50, context switches and CPU migrations
-# of the target process per streamed request (perf stat on its PID), its utime+stime per request, for `direct` (the
+# of the target process per streamed request (perf stat on its PID), the fake upstream's context switches per request
+# meanwhile, the target's utime+stime per request, for `direct` (the
 # fake upstream), `yarp` (bench/BareProxy), and each gateway build on the memory store and on the Redis store; targets
 # alternate within a round. Each round runs once per pause: LoadClient's --pause-ms (0 = back to back, as bench/run.sh;
 # a pause keeps the previous request's post-answer work out of the next request's TTFB).
@@ -50,12 +51,14 @@ for r in $(seq 1 "$ROUNDS"); do
     for n in "${NAMES[@]}"; do
       g0=$(ticks "${PID[$n]}")
       perf stat -e context-switches,cpu-migrations -x, -p "${PID[$n]}" -o "$WORK/perf-$n" & PERF=$!
+      perf stat -e context-switches -x, -p "${PID[direct]}" -o "$WORK/perf-up-$n" & PERF2=$!
       sleep 0.5
       ttfb=$(stream "$n" "$REQUESTS" "$pause" | python3 -c "import json,sys; print(json.load(sys.stdin)['ttfb_p50_ms'])")
-      kill -INT $PERF; wait $PERF 2>/dev/null || true
+      kill -INT $PERF $PERF2; wait $PERF $PERF2 2>/dev/null || true
       g1=$(ticks "${PID[$n]}")
       cs=$(awk -F, '/context-switches/ {print $1}' "$WORK/perf-$n"); mig=$(awk -F, '/cpu-migrations/ {print $1}' "$WORK/perf-$n")
-      echo "$n round $r pause_ms $pause ttfb_p50_ms $ttfb cs_per_req $(awk -v a="$cs" -v q="$REQUESTS" 'BEGIN {printf "%.1f", a/q}') migr_per_req $(awk -v a="$mig" -v q="$REQUESTS" 'BEGIN {printf "%.2f", a/q}') us_per_req $(( (g1 - g0) * 1000000 / HZ / REQUESTS ))"
+      ucs=$(awk -F, '/context-switches/ {print $1}' "$WORK/perf-up-$n")
+      echo "$n round $r pause_ms $pause ttfb_p50_ms $ttfb cs_per_req $(awk -v a="$cs" -v q="$REQUESTS" 'BEGIN {printf "%.1f", a/q}') migr_per_req $(awk -v a="$mig" -v q="$REQUESTS" 'BEGIN {printf "%.2f", a/q}') upstream_cs_per_req $(awk -v a="$ucs" -v q="$REQUESTS" 'BEGIN {printf "%.1f", a/q}') us_per_req $(( (g1 - g0) * 1000000 / HZ / REQUESTS ))"
     done
   done
 done
