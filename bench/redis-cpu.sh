@@ -45,6 +45,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 # Bytes the gateway allocates per request: one extra round per build with dotnet-counters (as bench/cpu-per-request.sh),
 # unless REDIS_CPU_ALLOC=0. The seconds around wrk are idle and allocate next to nothing.
+PATH="$PATH:$HOME/.dotnet/tools" # where `dotnet tool install -g dotnet-counters` puts it
 if [ "${REDIS_CPU_ALLOC:-1}" = 1 ] && command -v dotnet-counters >/dev/null; then
   for n in "${NAMES[@]}"; do
     csv="$WORK/counters-$n.csv"
