@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU per request with the Redis store (issue #15): the gateway's utime+stime and redis-server's, per request, under the
 # same wrk load, for any number of gateway builds (and the memory store for reference), rounds alternating; plus the
-# Redis commands per request (INFO commandstats deltas: calls and usec per call of each command and script).
+# Redis commands per request (INFO commandstats deltas: calls and usec per call of each command and script), and the
+# gateway's bytes allocated per request (one more round per build, dotnet-counters; REDIS_CPU_ALLOC=0 skips it).
 # Usage: bash bench/redis-cpu.sh ROUNDS SECONDS name=/published/gateway/dir ...   (the first build also runs as `memory`)
 # CPU per request is what load on a shared machine distorts least (other processes take the core away, which changes
 # req/s a lot, not the process's own CPU per request). Load on CPU 0; gateways, fake upstream and Redis on CPU 1.
@@ -42,6 +43,21 @@ for r in $(seq 1 "$ROUNDS"); do
     [ "$n" != memory ] && redis-cli -p $P_REDIS INFO commandstats | grep -v -e cmdstat_info -e cmdstat_config -e cmdstat_ping | sed "s/^/  $n r$r /" >>"$WORK/commandstats.txt"
   done
 done
+# Bytes the gateway allocates per request: one extra round per build with dotnet-counters (as bench/cpu-per-request.sh),
+# unless REDIS_CPU_ALLOC=0. The seconds around wrk are idle and allocate next to nothing.
+PATH="$PATH:$HOME/.dotnet/tools" # where `dotnet tool install -g dotnet-counters` puts it
+if [ "${REDIS_CPU_ALLOC:-1}" = 1 ] && command -v dotnet-counters >/dev/null; then
+  for n in "${NAMES[@]}"; do
+    csv="$WORK/counters-$n.csv"
+    dotnet-counters collect -p "${PID[$n]}" --counters "System.Runtime[dotnet.gc.heap.total_allocated]" --refresh-interval 1 \
+        --duration "00:00:00:$((SECONDS_PER_ROUND + 4))" --format csv -o "$csv" >/dev/null 2>&1 & cpid=$!
+    sleep 2
+    out=$(taskset -c 0 wrk -t1 -c32 -d"${SECONDS_PER_ROUND}"s -s "$ROOT/bench/post-responses.lua" "${URL[$n]}/v1/responses")
+    wait "$cpid" || true
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    echo "$n bytes_allocated_per_req $(awk -F, -v q="$reqs" '/total_allocated/ { s += $NF } END { printf "%.0f", s / q }' "$csv")" | tee -a "$WORK/alloc.txt"
+  done
+fi
 echo "medians (gateway us/req, redis us/req, rps):"
 for n in "${NAMES[@]}"; do
   med() { grep "^$n round" "$WORK/rounds.txt" | awk -v f="$1" '{print $f}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

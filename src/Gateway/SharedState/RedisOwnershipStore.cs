@@ -15,9 +15,9 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
 
     // KEYS: 1 owner; ARGV: 1 tenant 2 ttlMs, or -1 for ever 3 the record (tenant, or tenant@upstream). First writer wins;
     // the owner may lengthen (never shorten) the record, and give a record without an upstream this one (never change it).
-    // A new id (nearly every call) costs one command: SET NX writes it where there is no record, and only an existing
-    // record is read (issue #15: Redis' CPU per request is mostly per command).
-    private const string RecordOwnerScriptText = """
+    // Its first step is the SET NX that RecordOwnerAsync sends as a plain command first: the script runs only when that
+    // finds a record, and then (a record that expired in between) its own SET NX writes it as the plain command would.
+    internal const string RecordOwnerScriptText = """
         local created
         if ARGV[2] == '-1' then created = redis.call('SET', KEYS[1], ARGV[3], 'NX') else created = redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2]) end
         if created then return 1 end
@@ -49,10 +49,24 @@ internal sealed class RedisOwnershipStore(IConnectionMultiplexer redis, string k
     private readonly RedisScript _recordOwnerScript = new(RecordOwnerScriptText);
     private readonly RedisScript _expireOwnerScript = new(ExpireOwnerScriptText);
 
-    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention) =>
-        await _recordOwnerScript.EvaluateAsync(redis.GetDatabase(), [OwnerKey(objectId)],
-            [tenantId, retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, (long)retention.TotalMilliseconds),
-             upstream is null ? tenantId : string.Concat(tenantId, "@", upstream)]);
+    /// <summary>
+    /// A new id (nearly every call) is one plain <c>SET NX</c>: Redis runs it for a fraction of a script call's CPU
+    /// (issue #15: on the bench's one core Redis' CPU is the gateway's). Only a record already there (the owner
+    /// recording again, or another tenant's) runs the script, which decides what may change.
+    /// </summary>
+    public async ValueTask RecordOwnerAsync(string objectId, string tenantId, string? upstream, TimeSpan retention)
+    {
+        var database = redis.GetDatabase();
+        var key = OwnerKey(objectId);
+        var record = upstream is null ? tenantId : string.Concat(tenantId, "@", upstream);
+        var ttlMs = retention == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, (long)retention.TotalMilliseconds);
+        if (await database.StringSetAsync(key, record, ttlMs < 0 ? null : TimeSpan.FromMilliseconds(ttlMs), When.NotExists))
+        {
+            return;
+        }
+
+        await _recordOwnerScript.EvaluateAsync(database, [key], [tenantId, ttlMs, record]);
+    }
 
     public async ValueTask ExpireOwnerAsync(string objectId, string tenantId, TimeSpan keepFor) =>
         await _expireOwnerScript.EvaluateAsync(redis.GetDatabase(), [OwnerKey(objectId)], [tenantId, Math.Max(1, (long)keepFor.TotalMilliseconds)]);

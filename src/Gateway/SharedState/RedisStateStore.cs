@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Gateway.Quotas;
 using StackExchange.Redis;
@@ -199,6 +200,11 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     private readonly RedisScript _readScript = new(ReadScriptText);
     private readonly RedisOwnershipStore _owners = new(redis, keyPrefix);
 
+    // Each tenant's counter keys of the latest windows seen (issue #15): an admission and a settle name up to 22 counter
+    // keys, nearly always of the current windows, which were built again (a string per key and per window number) on
+    // every call. One entry per tenant (tenants come from the configuration), replaced when a newer window begins.
+    private readonly ConcurrentDictionary<string, WindowKeys> _windowKeys = new(StringComparer.Ordinal);
+
     public string Kind => "redis";
 
     /// <summary>Admission batches sent (calls carrying two admissions or more), and the admissions they carried.</summary>
@@ -211,13 +217,10 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     {
         var w = request.Windows;
         var limits = request.Limits;
-        var prefix = TenantPrefix(request.TenantId);
+        var keys = KeysOf(request.TenantId, w.Minute, w.Day, w.Month);
         var now = w.Now.ToUnixTimeMilliseconds();
         var result = await _admissions.EvaluateAsync(request.TenantId,
-            [
-                prefix + "r:" + Num(w.Minute), prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month), prefix + "leases",
-                prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
-            ],
+            [keys.Requests, keys.TokensMinute, keys.TokensDay, keys.TokensMonth, keys.Leases, keys.UsdDay, keys.UsdMonth],
             [
                 limits.RequestsPerMinute, limits.TokensPerMinute, limits.TokensPerDay, limits.TokensPerMonth, limits.MaxConcurrentRequests,
                 request.ReserveTokens, now, request.LeaseId, now + (long)request.LeaseTimeout.TotalMilliseconds,
@@ -231,7 +234,6 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 
     public async ValueTask<SettleResult> SettleAsync(SettleRequest request, CancellationToken cancellationToken)
     {
-        var prefix = TenantPrefix(request.TenantId);
         var reservation = request.Reservation;
         var responseId = request.ClaimResponseId ?? request.HoldForResponseId ?? "-";
         var w = request.Now;
@@ -242,6 +244,9 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         var input = request.InputTokens;
         var output = request.BilledTokens - input;
         var mark = string.Concat(request.Estimated ? "~" : "", Num(input), ":", Num(output), ":", Num(request.BilledMicroUsd));
+        var current = KeysOf(request.TenantId, w.Minute, w.Day, w.Month);
+        var reserved = current.Of(minute, day, month);
+        var prefix = current.Prefix;
         var held = (Minute: w.Minute, Day: w.Day, Month: w.Month);
         for (var attempt = 1; ; attempt++)
         {
@@ -260,15 +265,18 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
             held = ((long)values[1], (long)values[2], (long)values[3]);
         }
 
-        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth) => (RedisResult[])(await _settles.EvaluateAsync(request.TenantId,
+        async Task<RedisResult[]> SettleOnceAsync(long heldMinute, long heldDay, long heldMonth)
+        {
+            var heldKeys = current.Of(heldMinute, heldDay, heldMonth);
+            return (RedisResult[])(await _settles.EvaluateAsync(request.TenantId,
             [
-                prefix + "counted:" + responseId, prefix + "held:" + responseId, prefix + "leases",
-                prefix + "tm:" + Num(minute), prefix + "td:" + Num(day), prefix + "tmo:" + Num(month),
-                prefix + "tm:" + Num(w.Minute), prefix + "td:" + Num(w.Day), prefix + "tmo:" + Num(w.Month),
+                prefix + "counted:" + responseId, prefix + "held:" + responseId, current.Leases,
+                reserved.TokensMinute, reserved.TokensDay, reserved.TokensMonth,
+                current.TokensMinute, current.TokensDay, current.TokensMonth,
                 prefix + "ctx:" + (request.ConversationId ?? "-"),
-                prefix + "ud:" + Num(day), prefix + "umo:" + Num(month), prefix + "ud:" + Num(w.Day), prefix + "umo:" + Num(w.Month),
-                prefix + "tm:" + Num(heldMinute), prefix + "td:" + Num(heldDay), prefix + "tmo:" + Num(heldMonth),
-                prefix + "ud:" + Num(heldDay), prefix + "umo:" + Num(heldMonth),
+                reserved.UsdDay, reserved.UsdMonth, current.UsdDay, current.UsdMonth,
+                heldKeys.TokensMinute, heldKeys.TokensDay, heldKeys.TokensMonth,
+                heldKeys.UsdDay, heldKeys.UsdMonth,
             ],
             [
                 request.ClaimResponseId is null ? "0" : "1", Ms(request.ClaimRetention), reservation is null ? "0" : "1",
@@ -278,6 +286,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
                 input, request.Estimated ? "1" : "0", mark, request.ConversationId is null ? "0" : "1",
                 reservation?.ReservedMicroUsd ?? 0, request.BilledMicroUsd, heldMinute, heldDay, heldMonth,
             ]))!;
+        }
     }
 
     public async ValueTask<long> GetContextTokensAsync(string tenantId, string? previousResponseId, string? conversationId, CancellationToken cancellationToken)
@@ -295,12 +304,9 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 
     public async ValueTask<QuotaCounters> ReadCountersAsync(string tenantId, QuotaWindows windows, CancellationToken cancellationToken)
     {
-        var prefix = TenantPrefix(tenantId);
+        var keys = KeysOf(tenantId, windows.Minute, windows.Day, windows.Month);
         var result = await _readScript.EvaluateAsync(redis.GetDatabase(),
-            [
-                prefix + "r:" + Num(windows.Minute), prefix + "tm:" + Num(windows.Minute), prefix + "td:" + Num(windows.Day), prefix + "tmo:" + Num(windows.Month), prefix + "leases",
-                prefix + "ud:" + Num(windows.Day), prefix + "umo:" + Num(windows.Month),
-            ],
+            [keys.Requests, keys.TokensMinute, keys.TokensDay, keys.TokensMonth, keys.Leases, keys.UsdDay, keys.UsdMonth],
             [windows.Now.ToUnixTimeMilliseconds()]);
         var values = (RedisResult[])result!;
         return new QuotaCounters((long)values[0], (long)values[1], (long)values[2], (long)values[3], (long)values[4], (long)values[5], (long)values[6]);
@@ -324,6 +330,57 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
         Enum.IsDefined((AdmissionDecision)code) ? (AdmissionDecision)code : throw new InvalidOperationException($"The admission script returned {code}.");
 
     private string TenantPrefix(string tenantId) => string.Concat(keyPrefix, ":{t:", tenantId, "}:");
+
+    /// <summary>The tenant's keys of these windows: the cached ones when they are the latest, else built (and cached).</summary>
+    private WindowKeys KeysOf(string tenantId, long minute, long day, long month)
+    {
+        if (_windowKeys.TryGetValue(tenantId, out var cached))
+        {
+            if (cached.Minute == minute && cached.Day == day && cached.Month == month)
+            {
+                return cached;
+            }
+
+            if (cached.Minute > minute)
+            {
+                return cached.Of(minute, day, month); // an older window (a late settle): built, the newer entry kept
+            }
+        }
+
+        var keys = new WindowKeys(cached?.Prefix ?? TenantPrefix(tenantId), minute, day, month);
+        _windowKeys[tenantId] = keys;
+        return keys;
+    }
+
+    /// <summary>A tenant's counter keys of one minute, day and month (immutable; shared by the calls of those windows).</summary>
+    private sealed class WindowKeys(string prefix, long minute, long day, long month)
+    {
+        public string Prefix { get; } = prefix;
+
+        public long Minute { get; } = minute;
+
+        public long Day { get; } = day;
+
+        public long Month { get; } = month;
+
+        public string Leases { get; } = prefix + "leases";
+
+        public string Requests { get; } = prefix + "r:" + Num(minute);
+
+        public string TokensMinute { get; } = prefix + "tm:" + Num(minute);
+
+        public string TokensDay { get; } = prefix + "td:" + Num(day);
+
+        public string TokensMonth { get; } = prefix + "tmo:" + Num(month);
+
+        public string UsdDay { get; } = prefix + "ud:" + Num(day);
+
+        public string UsdMonth { get; } = prefix + "umo:" + Num(month);
+
+        /// <summary>These keys when the windows are these, else the keys of those windows.</summary>
+        public WindowKeys Of(long otherMinute, long otherDay, long otherMonth) =>
+            otherMinute == Minute && otherDay == Day && otherMonth == Month ? this : new WindowKeys(Prefix, otherMinute, otherDay, otherMonth);
+    }
 
     /// <summary>Input + output of a counted mark (<c>in:out:usd</c>, <c>~in:out:usd</c> when estimated; <c>1</c> from older versions).</summary>
     private static long MarkTokens(RedisValue mark)
