@@ -43,6 +43,11 @@ internal sealed class ClefWriter
     // in the same order line after line, so most names are found by one reference compare, without hashing.
     private readonly (string? Name, JsonEncodedText Encoded)[] _lastNames = new (string?, JsonEncodedText)[64];
 
+    // The string value last written at each position, encoded once it comes twice in a row: the usage event's constant
+    // values (tenant, endpoint, outcome, usage source, method, upstream, category) are the same objects line after line.
+    // A value that changes every line (an id) is written as before and never encoded ahead, so it costs nothing more.
+    private readonly (string? Value, JsonEncodedText? Encoded)[] _lastValues = new (string?, JsonEncodedText?)[64];
+
     public static JsonWriterOptions WriterOptions => Options;
 
     /// <summary>
@@ -86,11 +91,17 @@ internal sealed class ClefWriter
         var position = 0;
         foreach (var (name, value) in properties)
         {
-            writer.WritePropertyName(EncodedName(name, position++));
-            if (!TryWriteValue(writer, value))
+            writer.WritePropertyName(EncodedName(name, position));
+            if (value is ScalarValue { Value: string text } && (uint)position < (uint)_lastValues.Length)
+            {
+                WriteString(writer, text, ref _lastValues[position]);
+            }
+            else if (!TryWriteValue(writer, value))
             {
                 return false;
             }
+
+            position++;
         }
 
         writer.WriteEndObject();
@@ -133,6 +144,19 @@ internal sealed class ClefWriter
         }
 
         return encoded;
+    }
+
+    private static void WriteString(Utf8JsonWriter writer, string text, ref (string? Value, JsonEncodedText? Encoded) last)
+    {
+        if (ReferenceEquals(last.Value, text))
+        {
+            last.Encoded ??= JsonEncodedText.Encode(text, Options.Encoder);
+            writer.WriteStringValue(last.Encoded.Value);
+            return;
+        }
+
+        last = (text, null);
+        writer.WriteStringValue(text);
     }
 
     private static bool TryWriteValue(Utf8JsonWriter writer, LogEventPropertyValue value)

@@ -86,6 +86,29 @@ public sealed class ClefWriterTests
         }
     }
 
+    [Fact]
+    public void Sink_ValueAtAPositionRepeatedThenChanged_EachLineHasItsOwnValue()
+    {
+        // String values are remembered by position once repeated: a repeat, a change, an equal text in another string
+        // object, a value that needs escaping, a lone surrogate (left to the formatter) and back must each be written as is.
+        var repeated = "team-a";
+        var escaped = "q\"uote <tag> é \u2028";
+        string[] values = [repeated, repeated, "team-b", repeated, new string(repeated.AsSpan()), escaped, escaped, escaped, "lone \ud800", "lone \ud800", repeated];
+        var events = values.Select(v => Event("{Tenant} {Endpoint}", ("Tenant", new ScalarValue(v)), ("Endpoint", new ScalarValue("responses.create")))).ToArray();
+        using var stdout = new MemoryStream();
+        using (var sink = new StdoutClefSink(new KeepOpenStream(stdout)))
+        {
+            sink.EmitBatch(events);
+        }
+
+        var lines = Encoding.UTF8.GetString(stdout.ToArray()).Split('\n');
+        Assert.Equal(events.Length + 1, lines.Length);
+        foreach (var (line, logEvent) in lines.Zip(events))
+        {
+            AssertSameJson(Formatted(logEvent), line);
+        }
+    }
+
     private static LogEvent[] UncoveredEvents() =>
     [
         Event("{Amount:0.00} left", ("Amount", new ScalarValue(1.5))),
