@@ -12,8 +12,10 @@ namespace Gateway.Observability;
 /// (<c>@t</c>, <c>@mt</c>, <c>@l</c> unless Information, <c>@x</c>, <c>@tr</c>, <c>@sp</c>, then the properties in order, a
 /// leading <c>@</c> doubled), but straight into bytes with <see cref="Utf8JsonWriter"/> instead of through a UTF-16
 /// <see cref="TextWriter"/> and a per-value visitor. Events it does not cover exactly (renderings of formatted tokens,
-/// dictionary values, scalars of other types) are left to the formatter: <see cref="TryWrite"/> returns false before
-/// anything is written.
+/// dictionary values, scalars of other types) are left to the formatter: <see cref="TryWrite"/> returns false, and what
+/// it wrote of the line so far is the caller's to discard. One pass over the properties, and the names and templates
+/// the gateway's events repeat on every line are encoded once, not per line. Not thread-safe: one instance per sink,
+/// used by one drain at a time.
 /// </summary>
 internal sealed class ClefWriter
 {
@@ -29,34 +31,41 @@ internal sealed class ClefWriter
     private static readonly JsonEncodedText SpanId = JsonEncodedText.Encode("@sp");
     private static readonly JsonEncodedText TypeTag = JsonEncodedText.Encode("$type");
 
-    // Templates without formatted tokens (most): whether a template needs @r renderings is decided once per instance.
-    private readonly ConditionalWeakTable<MessageTemplate, object> _plainTemplates = [];
+    /// <summary>Property names are the code's own (templates, [LoggerMessage] parameters, enrichers): a small set, bounded anyway.</summary>
+    private const int MaxCachedNames = 512;
+
+    // Templates without formatted tokens (most) with their encoded text; null for one that needs @r renderings.
+    private readonly ConditionalWeakTable<MessageTemplate, EncodedTemplate> _templates = [];
+
+    private readonly Dictionary<string, JsonEncodedText> _names = new(StringComparer.Ordinal);
+
+    // The name last written at each position of a line: events of one kind (the usage event) carry the same name objects
+    // in the same order line after line, so most names are found by one reference compare, without hashing.
+    private readonly (string? Name, JsonEncodedText Encoded)[] _lastNames = new (string?, JsonEncodedText)[64];
+
+    // The string value last written at each position, encoded once it comes twice in a row: the usage event's constant
+    // values (tenant, endpoint, outcome, usage source, method, upstream, category) are the same objects line after line.
+    // A value that changes every line (an id) is written as before and never encoded ahead, so it costs nothing more.
+    private readonly (string? Value, JsonEncodedText? Encoded)[] _lastValues = new (string?, JsonEncodedText?)[64];
 
     public static JsonWriterOptions WriterOptions => Options;
 
-    /// <summary>Writes the event (without the newline) when every part of it is covered; otherwise writes nothing and returns false.</summary>
+    /// <summary>
+    /// Writes the event (without the newline) when every part of it is covered; otherwise returns false, possibly after
+    /// writing part of the line, which the caller discards (<see cref="StdoutClefSink"/> writes into a scratch line).
+    /// </summary>
     public bool TryWrite(LogEvent logEvent, Utf8JsonWriter writer)
     {
-        if (!IsPlain(logEvent.MessageTemplate))
+        if (EncodedTemplateOf(logEvent.MessageTemplate) is not { } template)
         {
             return false;
-        }
-
-        // Serilog keeps the properties in a Dictionary: enumerated as one, the enumerator is not boxed.
-        var properties = logEvent.Properties as Dictionary<string, LogEventPropertyValue> ?? logEvent.Properties.ToDictionary();
-        foreach (var property in properties)
-        {
-            if (!IsCovered(property.Value))
-            {
-                return false;
-            }
         }
 
         writer.WriteStartObject();
         Span<char> timestamp = stackalloc char[40];
         logEvent.Timestamp.UtcDateTime.TryFormat(timestamp, out var length, "O", CultureInfo.InvariantCulture);
         writer.WriteString(Timestamp, timestamp[..length]);
-        writer.WriteString(Template, logEvent.MessageTemplate.Text);
+        writer.WriteString(Template, template);
         if (logEvent.Level != LogEventLevel.Information)
         {
             writer.WriteString(Level, LevelName(logEvent.Level));
@@ -77,83 +86,94 @@ internal sealed class ClefWriter
             writer.WriteString(SpanId, spanId.ToHexString());
         }
 
+        // Serilog keeps the properties in a Dictionary: enumerated as one, the enumerator is not boxed.
+        var properties = logEvent.Properties as Dictionary<string, LogEventPropertyValue> ?? logEvent.Properties.ToDictionary();
+        var position = 0;
         foreach (var (name, value) in properties)
         {
-            if (name.StartsWith('@'))
+            writer.WritePropertyName(EncodedName(name, position));
+            if (value is ScalarValue { Value: string text } && (uint)position < (uint)_lastValues.Length)
             {
-                writer.WritePropertyName(string.Concat("@", name));
+                WriteString(writer, text, ref _lastValues[position]);
             }
-            else
+            else if (!TryWriteValue(writer, value))
             {
-                writer.WritePropertyName(name);
+                return false;
             }
 
-            WriteValue(writer, value);
+            position++;
         }
 
         writer.WriteEndObject();
         return true;
     }
 
-    private bool IsPlain(MessageTemplate template)
+    private JsonEncodedText? EncodedTemplateOf(MessageTemplate template)
     {
-        if (_plainTemplates.TryGetValue(template, out var plain))
+        if (!_templates.TryGetValue(template, out var encoded))
         {
-            return (bool)plain;
+            var isPlain = !template.Tokens.OfType<PropertyToken>().Any(t => t.Format is not null);
+            encoded = new EncodedTemplate(isPlain ? JsonEncodedText.Encode(template.Text, Options.Encoder) : null);
+            _templates.AddOrUpdate(template, encoded);
         }
 
-        var isPlain = !template.Tokens.OfType<PropertyToken>().Any(t => t.Format is not null);
-        _plainTemplates.AddOrUpdate(template, isPlain);
-        return isPlain;
+        return encoded.Text;
     }
 
-    private static bool IsCovered(LogEventPropertyValue value)
+    private JsonEncodedText EncodedName(string name, int position)
+    {
+        var atPosition = (uint)position < (uint)_lastNames.Length;
+        if (atPosition && ReferenceEquals(_lastNames[position].Name, name))
+        {
+            return _lastNames[position].Encoded;
+        }
+
+        if (!_names.TryGetValue(name, out var encoded))
+        {
+            // CLEF reserves a leading @ for its own members: a property's is doubled.
+            encoded = JsonEncodedText.Encode(name.StartsWith('@') ? string.Concat("@", name) : name, Options.Encoder);
+            if (_names.Count < MaxCachedNames)
+            {
+                _names.Add(name, encoded);
+            }
+        }
+
+        if (atPosition)
+        {
+            _lastNames[position] = (name, encoded);
+        }
+
+        return encoded;
+    }
+
+    private static void WriteString(Utf8JsonWriter writer, string text, ref (string? Value, JsonEncodedText? Encoded) last)
+    {
+        if (ReferenceEquals(last.Value, text))
+        {
+            last.Encoded ??= JsonEncodedText.Encode(text, Options.Encoder);
+            writer.WriteStringValue(last.Encoded.Value);
+            return;
+        }
+
+        last = (text, null);
+        writer.WriteStringValue(text);
+    }
+
+    private static bool TryWriteValue(Utf8JsonWriter writer, LogEventPropertyValue value)
     {
         switch (value)
         {
             case ScalarValue scalar:
-                return scalar.Value is null or string or bool or int or long or uint or ulong or short or ushort or byte or sbyte or decimal
-                    or DateTime or DateTimeOffset
-                    || (scalar.Value is double d && double.IsFinite(d))
-                    || (scalar.Value is float f && float.IsFinite(f));
-            case StructureValue structure:
-                for (var i = 0; i < structure.Properties.Count; i++)
-                {
-                    if (!IsCovered(structure.Properties[i].Value))
-                    {
-                        return false;
-                    }
-                }
-
-                return true;
-            case SequenceValue sequence:
-                for (var i = 0; i < sequence.Elements.Count; i++)
-                {
-                    if (!IsCovered(sequence.Elements[i]))
-                    {
-                        return false;
-                    }
-                }
-
-                return true;
-            default:
-                return false;
-        }
-    }
-
-    private static void WriteValue(Utf8JsonWriter writer, LogEventPropertyValue value)
-    {
-        switch (value)
-        {
-            case ScalarValue scalar:
-                WriteScalar(writer, scalar.Value);
-                break;
+                return TryWriteScalar(writer, scalar.Value);
             case StructureValue structure:
                 writer.WriteStartObject();
                 for (var i = 0; i < structure.Properties.Count; i++)
                 {
                     writer.WritePropertyName(structure.Properties[i].Name);
-                    WriteValue(writer, structure.Properties[i].Value);
+                    if (!TryWriteValue(writer, structure.Properties[i].Value))
+                    {
+                        return false;
+                    }
                 }
 
                 if (structure.TypeTag is { } typeTag)
@@ -162,39 +182,46 @@ internal sealed class ClefWriter
                 }
 
                 writer.WriteEndObject();
-                break;
+                return true;
             case SequenceValue sequence:
                 writer.WriteStartArray();
                 for (var i = 0; i < sequence.Elements.Count; i++)
                 {
-                    WriteValue(writer, sequence.Elements[i]);
+                    if (!TryWriteValue(writer, sequence.Elements[i]))
+                    {
+                        return false;
+                    }
                 }
 
                 writer.WriteEndArray();
-                break;
+                return true;
+            default:
+                return false;
         }
     }
 
-    private static void WriteScalar(Utf8JsonWriter writer, object? value)
+    /// <summary>The types the usage event carries first, most frequent first; NaN and infinities are the formatter's (it writes them as strings).</summary>
+    private static bool TryWriteScalar(Utf8JsonWriter writer, object? value)
     {
         switch (value)
         {
-            case null: writer.WriteNullValue(); break;
-            case string s: writer.WriteStringValue(s); break;
-            case bool b: writer.WriteBooleanValue(b); break;
-            case int i: writer.WriteNumberValue(i); break;
-            case long l: writer.WriteNumberValue(l); break;
-            case uint u: writer.WriteNumberValue(u); break;
-            case ulong u: writer.WriteNumberValue(u); break;
-            case short s: writer.WriteNumberValue(s); break;
-            case ushort u: writer.WriteNumberValue(u); break;
-            case byte b: writer.WriteNumberValue(b); break;
-            case sbyte s: writer.WriteNumberValue(s); break;
-            case decimal m: writer.WriteNumberValue(m); break;
-            case double d: writer.WriteNumberValue(d); break;
-            case float f: writer.WriteNumberValue(f); break;
-            case DateTime t: WriteRoundTrip(writer, t); break;
-            case DateTimeOffset t: WriteRoundTrip(writer, t); break;
+            case string s: writer.WriteStringValue(s); return true;
+            case null: writer.WriteNullValue(); return true;
+            case long l: writer.WriteNumberValue(l); return true;
+            case int i: writer.WriteNumberValue(i); return true;
+            case bool b: writer.WriteBooleanValue(b); return true;
+            case double d when double.IsFinite(d): writer.WriteNumberValue(d); return true;
+            case decimal m: writer.WriteNumberValue(m); return true;
+            case DateTimeOffset t: WriteRoundTrip(writer, t); return true;
+            case DateTime t: WriteRoundTrip(writer, t); return true;
+            case float f when float.IsFinite(f): writer.WriteNumberValue(f); return true;
+            case uint u: writer.WriteNumberValue(u); return true;
+            case ulong u: writer.WriteNumberValue(u); return true;
+            case short s: writer.WriteNumberValue(s); return true;
+            case ushort u: writer.WriteNumberValue(u); return true;
+            case byte b: writer.WriteNumberValue(b); return true;
+            case sbyte s: writer.WriteNumberValue(s); return true;
+            default: return false;
         }
     }
 
@@ -215,4 +242,7 @@ internal sealed class ClefWriter
         LogEventLevel.Fatal => "Fatal",
         _ => level.ToString(),
     };
+
+    /// <summary>A template's text as written in <c>@mt</c>; null when the template has formatted tokens (left to the formatter).</summary>
+    private sealed record EncodedTemplate(JsonEncodedText? Text);
 }

@@ -36,14 +36,87 @@ public sealed class ClefWriterTests
     public void TryWrite_FormattedTokenOrUnusualValue_LeftToTheFormatter()
     {
         var writer = new ClefWriter();
-        using var json = new Utf8JsonWriter(new System.Buffers.ArrayBufferWriter<byte>(), ClefWriter.WriterOptions);
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using var json = new Utf8JsonWriter(buffer, ClefWriter.WriterOptions);
 
-        Assert.False(writer.TryWrite(Event("{Amount:0.00} left", ("Amount", new ScalarValue(1.5))), json));
-        Assert.False(writer.TryWrite(Event("{Map}", ("Map", new DictionaryValue([new(new ScalarValue("k"), new ScalarValue(1))]))), json));
-        Assert.False(writer.TryWrite(Event("{Span}", ("Span", new ScalarValue(TimeSpan.FromSeconds(1)))), json));
-        Assert.False(writer.TryWrite(Event("{Ratio}", ("Ratio", new ScalarValue(double.NaN))), json));
-        Assert.Equal(0, json.BytesCommitted + json.BytesPending);
+        // Each on a fresh line: a value found late leaves part of the line written, which the sink discards (below).
+        foreach (var logEvent in UncoveredEvents())
+        {
+            json.Reset(buffer);
+            Assert.False(writer.TryWrite(logEvent, json));
+        }
     }
+
+    [Fact]
+    public void Sink_UncoveredValueAfterCoveredOnes_PartialLineDiscardedAndFormatterLineWritten()
+    {
+        // The writer makes one pass: these fail only after writing the properties before the uncovered one.
+        var events = UncoveredEvents().SelectMany(e => new[] { Samples()["usage"], e }).ToArray();
+        using var stdout = new MemoryStream();
+        using (var sink = new StdoutClefSink(new KeepOpenStream(stdout)))
+        {
+            sink.EmitBatch(events);
+        }
+
+        var lines = Encoding.UTF8.GetString(stdout.ToArray()).Split('\n');
+        Assert.Equal(events.Length + 1, lines.Length);
+        foreach (var (line, logEvent) in lines.Zip(events))
+        {
+            AssertSameJson(Formatted(logEvent), line);
+        }
+    }
+
+    [Fact]
+    public void Sink_EventKindsInterleaved_NamesOfEachWrittenAsTheirOwn()
+    {
+        // Names are remembered by position: lines of different kinds, alternating, must each keep their own names.
+        var samples = Samples().Values.ToArray();
+        var events = Enumerable.Range(0, 4).SelectMany(_ => samples).Concat(samples.Reverse()).ToArray();
+        using var stdout = new MemoryStream();
+        using (var sink = new StdoutClefSink(new KeepOpenStream(stdout)))
+        {
+            sink.EmitBatch(events);
+        }
+
+        var lines = Encoding.UTF8.GetString(stdout.ToArray()).Split('\n');
+        Assert.Equal(events.Length + 1, lines.Length);
+        foreach (var (line, logEvent) in lines.Zip(events))
+        {
+            AssertSameJson(Formatted(logEvent), line);
+        }
+    }
+
+    [Fact]
+    public void Sink_ValueAtAPositionRepeatedThenChanged_EachLineHasItsOwnValue()
+    {
+        // String values are remembered by position once repeated: a repeat, a change, an equal text in another string
+        // object, a value that needs escaping, a lone surrogate (left to the formatter) and back must each be written as is.
+        var repeated = "team-a";
+        var escaped = "q\"uote <tag> é \u2028";
+        string[] values = [repeated, repeated, "team-b", repeated, new string(repeated.AsSpan()), escaped, escaped, escaped, "lone \ud800", "lone \ud800", repeated];
+        var events = values.Select(v => Event("{Tenant} {Endpoint}", ("Tenant", new ScalarValue(v)), ("Endpoint", new ScalarValue("responses.create")))).ToArray();
+        using var stdout = new MemoryStream();
+        using (var sink = new StdoutClefSink(new KeepOpenStream(stdout)))
+        {
+            sink.EmitBatch(events);
+        }
+
+        var lines = Encoding.UTF8.GetString(stdout.ToArray()).Split('\n');
+        Assert.Equal(events.Length + 1, lines.Length);
+        foreach (var (line, logEvent) in lines.Zip(events))
+        {
+            AssertSameJson(Formatted(logEvent), line);
+        }
+    }
+
+    private static LogEvent[] UncoveredEvents() =>
+    [
+        Event("{Amount:0.00} left", ("Amount", new ScalarValue(1.5))),
+        Event("{Tenant} {Map}", ("Tenant", new ScalarValue("team-a")), ("Map", new DictionaryValue([new(new ScalarValue("k"), new ScalarValue(1))]))),
+        Event("{Tenant} {Span}", ("Tenant", new ScalarValue("team-a")), ("Count", new ScalarValue(3)), ("Span", new ScalarValue(TimeSpan.FromSeconds(1)))),
+        Event("{Ratio}", ("Tenant", new ScalarValue("team-a")), ("Ratio", new ScalarValue(double.NaN))),
+        Event("{Nested}", ("Nested", new StructureValue([new("Ok", new ScalarValue(1)), new("Infinite", new ScalarValue(double.PositiveInfinity))]))),
+    ];
 
     [Fact]
     public void Sink_MixedBatch_OneLinePerEventEachAsTheFormatterWritesIt()
