@@ -41,6 +41,11 @@ internal sealed record OpenAIError(int StatusCode, string Message, string Type, 
             $"Unsupported Content-Type '{contentType ?? "(none)"}': send the request body as application/json.",
             "invalid_request_error", null, "unsupported_media_type");
 
+    public static OpenAIError UnsupportedContentEncoding(string encoding) =>
+        new(StatusCodes.Status415UnsupportedMediaType,
+            $"Unsupported Content-Encoding '{encoding}': send the request body uncompressed.",
+            "invalid_request_error", null, "unsupported_content_encoding");
+
     /// <summary>429 for a tenant that has too many request bodies in transit at once; retried by every SDK after a second.</summary>
     public static OpenAIError TooManyBodyReads(int limit) =>
         new(StatusCodes.Status429TooManyRequests,

@@ -9,6 +9,7 @@ using Gateway.Routing;
 using Gateway.SharedState;
 using Gateway.Tenants;
 using Gateway.Usage;
+using Microsoft.Extensions.Primitives;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Gateway.Pipeline;
@@ -143,6 +144,12 @@ internal sealed class GatewayRequestHandler(
         if (!IsJson(request.ContentType))
         {
             return OpenAIError.UnsupportedMediaType(request.ContentType);
+        }
+
+        if (EncodedBody(request.Headers.ContentEncoding) is { } encoding)
+        {
+            // The gateway reads the body as plain JSON; an upstream told it is encoded would read other bytes (or none).
+            return OpenAIError.UnsupportedContentEncoding(encoding);
         }
 
         var limits = settings.Current.Limits;
@@ -388,6 +395,23 @@ internal sealed class GatewayRequestHandler(
         headers["x-request-id"] = requestId;
         RateLimitHeaders.Apply(headers, quotaStatus);
         return error.WriteAsync(context);
+    }
+
+    /// <summary>The first Content-Encoding other than <c>identity</c>, or null: a body the gateway can read as sent.</summary>
+    private static string? EncodedBody(StringValues contentEncoding)
+    {
+        foreach (var header in contentEncoding)
+        {
+            foreach (var coding in (header ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (!coding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+                {
+                    return coding;
+                }
+            }
+        }
+
+        return null;
     }
 
     private static bool IsJson(string? contentType) =>

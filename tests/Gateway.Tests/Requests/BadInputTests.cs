@@ -48,6 +48,33 @@ public sealed class BadInputTests() : GatewayTestBed(c => c["Gateway:Limits:MaxR
         await AssertEnvelopeAsync(response, 415, "invalid_request_error");
     }
 
+    [Theory]
+    [InlineData("gzip")]
+    [InlineData("br")]
+    [InlineData("identity, gzip")]
+    [InlineData("GZIP")]
+    public async Task Post_EncodedBody_415NothingForwarded(string encoding)
+    {
+        // The body is plain JSON the gateway would read and enforce, while an upstream told it is encoded reads other bytes.
+        using var client = Gateway.CreateClient();
+        using var content = new StringContent("""{"model":"gpt-4o-mini","input":"Hello"}""", Encoding.UTF8, "application/json");
+        content.Headers.TryAddWithoutValidation("Content-Encoding", encoding);
+        using var response = await client.PostAsync("responses", content);
+        var error = await AssertEnvelopeAsync(response, 415, "invalid_request_error");
+        Assert.Equal("unsupported_content_encoding", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Post_IdentityEncoding_Forwarded()
+    {
+        using var client = Gateway.CreateClient();
+        using var content = new StringContent("""{"model":"gpt-4o-mini","input":"Hello"}""", Encoding.UTF8, "application/json");
+        content.Headers.TryAddWithoutValidation("Content-Encoding", "identity");
+        using var response = await client.PostAsync("responses", content);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("\"input\":\"Hello\"", Assert.Single(Upstream.Requests).BodyText, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Post_MissingKey_401InvalidApiKey()
     {
