@@ -222,7 +222,8 @@ internal sealed class UpstreamForwarder(
 
         if (request.Body is { } buffered)
         {
-            // A fresh stream per attempt: the previous attempt may have read some or all of it.
+            // YARP builds its request content (and copies the content headers) from this stream; BufferedBodyHandler sends
+            // the buffered bytes in its place. A fresh stream per attempt, over the current buffer (a rewrite may replace it).
             request.Http.Request.Body = buffered.AsStream();
             request.Http.Request.ContentLength = buffered.Length;
         }

@@ -336,7 +336,7 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
     {
         if (_windowKeys.TryGetValue(tenantId, out var cached))
         {
-            if (cached.Minute == minute && cached.Day == day && cached.Month == month)
+            if (cached.Covers(minute, day, month))
             {
                 return cached;
             }
@@ -377,9 +377,12 @@ internal sealed class RedisStateStore(IConnectionMultiplexer redis, string keyPr
 
         public string UsdMonth { get; } = prefix + "umo:" + Num(month);
 
+        /// <summary>Whether these are the keys of those windows.</summary>
+        public bool Covers(long otherMinute, long otherDay, long otherMonth) => otherMinute == Minute && otherDay == Day && otherMonth == Month;
+
         /// <summary>These keys when the windows are these, else the keys of those windows.</summary>
         public WindowKeys Of(long otherMinute, long otherDay, long otherMonth) =>
-            otherMinute == Minute && otherDay == Day && otherMonth == Month ? this : new WindowKeys(Prefix, otherMinute, otherDay, otherMonth);
+            Covers(otherMinute, otherDay, otherMonth) ? this : new WindowKeys(Prefix, otherMinute, otherDay, otherMonth);
     }
 
     /// <summary>Input + output of a counted mark (<c>in:out:usd</c>, <c>~in:out:usd</c> when estimated; <c>1</c> from older versions).</summary>
